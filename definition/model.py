@@ -1,0 +1,264 @@
+"""The journey definition: one typed model for the validator, simulator, workflow and docs.
+
+A journey file is YAML. Steps are written as one-key mappings (`- send: {...}`,
+`- wait: 3d`) and parsed into a union keyed by that key, so a new step kind is one
+class here and every tool learns it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from definition.durations import Duration
+
+Channel = Literal["email", "sms"]
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SendSpec(_Strict):
+    channel: Channel
+    template: str = Field(pattern=_NAME)
+    transactional: bool = False
+    conversion_window: Duration | None = None
+    """A purchase within this period after the send counts as converted (KPIs)."""
+
+
+class WaitSpec(_Strict):
+    duration: Duration | None = None
+    until: time | None = None
+    """Next occurrence of this local time of day (customer's time zone), after `duration`."""
+    since: Literal["step", "stage"] = "step"
+    """Count `duration` from reaching this step, or from entering the stage (a fixed offset
+    that quiet-hour delays of earlier sends do not push back)."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> WaitSpec:
+        if self.duration is None and self.until is None:
+            raise ValueError("wait needs a duration (e.g. 3d) or until (e.g. '10:00')")
+        return self
+
+
+class WaitForSpec(_Strict):
+    event: str = Field(pattern=_NAME)
+    when: str | None = None
+    timeout: Duration
+    then: list[Step] = []
+    on_timeout: list[Step] = []
+
+
+class BranchSpec(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    condition: str = Field(alias="if")
+    then: list[Step] = []
+    otherwise: list[Step] = Field(default=[], alias="else")
+
+
+class SplitArm(_Strict):
+    name: str = Field(pattern=_NAME)
+    weight: int = Field(gt=0)
+    flow: list[Step] = []
+
+
+class SplitSpec(_Strict):
+    name: str = Field(pattern=_NAME)
+    arms: list[SplitArm] = Field(min_length=1)
+    holdout: int = Field(default=0, ge=0, lt=100)
+    """Percent of customers who get none of the arms: the control group."""
+
+
+class RepeatSpec(_Strict):
+    flow: list[Step] = Field(min_length=1)
+    times: int | None = Field(default=None, gt=0)
+    """None repeats until the stage is left."""
+
+
+class ExitSpec(_Strict):
+    reason: str = "completed"
+
+
+class SendStep(_Strict):
+    send: SendSpec
+
+
+class WaitStep(_Strict):
+    wait: WaitSpec
+
+    @field_validator("wait", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"duration": value} if isinstance(value, str) else value
+
+
+class WaitForStep(_Strict):
+    wait_for: WaitForSpec
+
+
+class BranchStep(_Strict):
+    branch: BranchSpec
+
+
+class SplitStep(_Strict):
+    split: SplitSpec
+
+
+class RepeatStep(_Strict):
+    repeat: RepeatSpec
+
+
+class ExitStep(_Strict):
+    exit: ExitSpec = ExitSpec()
+
+    @field_validator("exit", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {} if value is None or value is True else value
+
+
+STEP_KINDS = ("send", "wait", "wait_for", "branch", "split", "repeat", "exit")
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value if value in STEP_KINDS else None
+    if isinstance(value, dict) and len(value) == 1:
+        (key,) = value
+        return key if key in STEP_KINDS else None
+    if isinstance(value, BaseModel):
+        return next(iter(type(value).model_fields))
+    return None
+
+
+def _expand_bare(value: Any) -> Any:
+    return {value: None} if isinstance(value, str) else value
+
+
+Step = Annotated[
+    Union[
+        Annotated[SendStep, Tag("send")],
+        Annotated[WaitStep, Tag("wait")],
+        Annotated[WaitForStep, Tag("wait_for")],
+        Annotated[BranchStep, Tag("branch")],
+        Annotated[SplitStep, Tag("split")],
+        Annotated[RepeatStep, Tag("repeat")],
+        Annotated[ExitStep, Tag("exit")],
+    ],
+    Discriminator(
+        _step_kind,
+        custom_error_type="unknown_step",
+        custom_error_message="unknown step: use one of " + ", ".join(STEP_KINDS),
+    ),
+    BeforeValidator(_expand_bare),
+]
+
+
+class Transition(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    on: str | None = Field(default=None, pattern=_NAME)
+    when: str | None = None
+    after: Duration | None = None
+    without: str | None = Field(default=None, pattern=_NAME)
+    """With `after`: the period is measured from the later of stage entry and this event."""
+    to: str
+
+    @model_validator(mode="after")
+    def _trigger(self) -> Transition:
+        if (self.on is None) == (self.after is None):
+            raise ValueError("a transition needs either `on: EVENT` or `after: PERIOD`")
+        if self.without is not None and self.after is None:
+            raise ValueError("`without` only goes with `after`")
+        return self
+
+
+class Entry(_Strict):
+    on: str = Field(pattern=_NAME)
+    when: str | None = None
+    to: str
+
+
+class Stage(_Strict):
+    description: str = ""
+    flow: list[Step] = []
+    transitions: list[Transition] = []
+
+
+class QuietHours(_Strict):
+    start: time = time(21, 0)
+    end: time = time(9, 0)
+
+
+class Journey(_Strict):
+    journey: str = Field(pattern=_NAME)
+    name: str
+    description: str = ""
+    locales: list[str] = Field(default=["pl", "en"], min_length=1)
+    default_timezone: str = "Europe/Warsaw"
+    quiet_hours: QuietHours | None = QuietHours()
+    entry: list[Entry] = Field(min_length=1)
+    stages: dict[str, Stage] = Field(min_length=1)
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, stages: dict[str, Stage]) -> dict[str, Stage]:
+        for name in stages:
+            if not re.match(_NAME, name):
+                raise ValueError(f"stage name {name!r} must be lower-case letters, digits and _")
+        return stages
+
+    def event_types(self) -> set[str]:
+        """Every event type this journey reacts to; the router sends it these."""
+        types = {entry.on for entry in self.entry} | {"purchase"}
+        for stage in self.stages.values():
+            for transition in stage.transitions:
+                types.update(t for t in (transition.on, transition.without) if t)
+            types.update(step.wait_for.event for step in iter_steps(stage.flow) if isinstance(step, WaitForStep))
+        return types
+
+    def entry_event_types(self) -> set[str]:
+        return {entry.on for entry in self.entry}
+
+
+def child_flows(step: Any) -> list[tuple[str, list[Any]]]:
+    """The nested flows of a step, each with the path segment that names it."""
+    if isinstance(step, WaitForStep):
+        return [("then", step.wait_for.then), ("on_timeout", step.wait_for.on_timeout)]
+    if isinstance(step, BranchStep):
+        return [("then", step.branch.then), ("else", step.branch.otherwise)]
+    if isinstance(step, SplitStep):
+        return [(arm.name, arm.flow) for arm in step.split.arms]
+    if isinstance(step, RepeatStep):
+        return [("flow", step.repeat.flow)]
+    return []
+
+
+def iter_steps(flow: list[Any]) -> Any:
+    for step in flow:
+        yield step
+        for _, child in child_flows(step):
+            yield from iter_steps(child)
+
+
+def step_kind(step: Any) -> str:
+    return next(iter(type(step).model_fields))
+
+
+for _model in (WaitForSpec, BranchSpec, SplitArm, RepeatSpec, Stage):
+    _model.model_rebuild()

@@ -1,0 +1,47 @@
+"""All configuration, from the environment: one object, one table in README.md."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("sqlite:///.cyklo/cyklo.db", validation_alias=_env("CYKLO_DATABASE_URL"))
+    journeys_dir: Path = Field(Path("journeys"), validation_alias=_env("CYKLO_JOURNEYS_DIR"))
+
+    temporal_address: str = Field("127.0.0.1:7233", validation_alias=_env("TEMPORAL_ADDRESS"))
+    temporal_namespace: str = Field("default", validation_alias=_env("TEMPORAL_NAMESPACE"))
+    task_queue: str = Field("cyklo", validation_alias=_env("CYKLO_TASK_QUEUE"))
+    events_per_run: int = Field(500, gt=0, validation_alias=_env("CYKLO_EVENTS_PER_RUN"))
+
+    sendgrid_api_key: str = Field("", validation_alias=_env("SENDGRID_API_KEY"))
+    sendgrid_host: str = Field("https://api.sendgrid.com", validation_alias=_env("CYKLO_SENDGRID_HOST"))
+    email_from: str = Field("shop@example.com", validation_alias=_env("CYKLO_EMAIL_FROM"))
+    email_from_name: str = Field("cyklo shop", validation_alias=_env("CYKLO_EMAIL_FROM_NAME"))
+
+    twilio_account_sid: str = Field("", validation_alias=_env("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: str = Field("", validation_alias=_env("TWILIO_AUTH_TOKEN"))
+    twilio_base_url: str | None = Field(None, validation_alias=_env("CYKLO_TWILIO_BASE_URL"))
+    sms_from: str = Field("+48500000000", validation_alias=_env("CYKLO_SMS_FROM"))
+    default_phone_region: str = Field("PL", validation_alias=_env("CYKLO_DEFAULT_PHONE_REGION"))
+
+    provider_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("CYKLO_PROVIDER_TIMEOUT"))
+
+    shop_name: str = Field("cyklo shop", validation_alias=_env("CYKLO_SHOP_NAME"))
+    shop_url: str = Field("https://shop.example.com", validation_alias=_env("CYKLO_SHOP_URL"))
+    currency: str = Field("PLN", validation_alias=_env("CYKLO_CURRENCY"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
