@@ -1,0 +1,32 @@
+"""Hands a workflow its journey definition and the customer's time zone.
+
+Run as a local activity: its result is recorded in history, so replays never read the
+database and a definition published later cannot change a running journey.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from settings import Settings
+from storage import journey_versions
+from storage.database import session_for
+from storage.models import Customer
+from workflows.interface import PreparedJourney, PrepareRequest
+
+
+class JourneyPreparation:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @activity.defn(name="prepare_journey")
+    def prepare_journey(self, request: PrepareRequest) -> PreparedJourney:
+        with session_for(self.settings.database_url) as session:
+            published = journey_versions.get(session, request.journey_id, request.version)
+            customer = session.get(Customer, request.customer_id)
+        timezone = customer.timezone if customer is not None else None
+        if timezone is None:
+            from definition.model import Journey
+
+            timezone = Journey.model_validate_json(published.definition).default_timezone
+        return PreparedJourney(version=published.version, definition_json=published.definition, timezone=timezone)

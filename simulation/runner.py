@@ -1,0 +1,213 @@
+"""Simulation: the real workflow and activities on the time-skipping test server.
+
+A temporary database and the provider emulator stand in for production; nothing is
+faked inside cyklo. The server's clock starts at real time, so each journey runs with
+a fixed clock offset that puts the scenario's `start` at the server's "now".
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlmodel import col, select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from connection import installed_binary, register_search_attributes
+from definition.schedule import zone
+from emulator.server import ProviderEmulator
+from publishing import publish_journeys
+from routing.events import EventRouter
+from settings import Settings
+from simulation.scenario import Scenario
+from storage import customers, journey_versions
+from storage.database import migrate, session_for
+from storage.models import Message
+from worker import ACTIVITY_THREADS, build_worker
+from workflows.interface import JourneyView, workflow_id
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    """In the customer's time zone (ISO 8601 with their offset)."""
+    journey: str
+    kind: str
+    """`stage` for a stage entered, `message` for a message, `event` for an event sent."""
+    stage: str | None = None
+    channel: str | None = None
+    template: str | None = None
+    status: str | None = None
+    detail: str | None = None
+
+
+class SimulationResult(BaseModel):
+    timeline: list[TimelineEntry]
+    journeys: dict[str, JourneyView]
+    """The `state` query of every journey the customer entered, at the end."""
+    histories: list[str] = []
+    """With `record_histories`: every run's event history as JSON, oldest first, for replay tests."""
+
+
+async def simulate(
+    journey_paths: list[Path],
+    scenario: Scenario,
+    *,
+    emulator: ProviderEmulator | None = None,
+    database_url: str | None = None,
+    events_per_run: int = 500,
+    record_histories: bool = False,
+) -> SimulationResult:
+    """Run the scenario; tests pass their own emulator (to inject faults) and database."""
+    with tempfile.TemporaryDirectory(prefix="cyklo-sim-") as folder, ExitStack() as stack:
+        if emulator is None:
+            emulator = stack.enter_context(ProviderEmulator())
+        settings = Settings(
+            database_url=database_url or f"sqlite:///{folder}/simulation.db",
+            events_per_run=events_per_run,
+            task_queue="cyklo-simulation",
+            sendgrid_api_key="SG.simulation",
+            sendgrid_host=emulator.url,
+            twilio_account_sid="AC" + "0" * 32,
+            twilio_auth_token="simulation",
+            twilio_base_url=emulator.url,
+        )
+        migrate(settings.database_url)
+        publish_journeys(settings, journey_paths)
+        with session_for(settings.database_url) as session:
+            customers.upsert(session, scenario.customer)
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=installed_binary("temporal-test-server"), data_converter=pydantic_data_converter
+        )
+        try:
+            await register_search_attributes(env.client, "default")
+            return await _run(env, settings, scenario, record_histories)
+        finally:
+            await env.shutdown()
+
+
+async def _run(
+    env: WorkflowEnvironment, settings: Settings, scenario: Scenario, record_histories: bool
+) -> SimulationResult:
+    with session_for(settings.database_url) as session:
+        journeys = [
+            journey_versions.get(session, journey_id).definition
+            for journey_id in _published_ids(settings)
+        ]
+    from definition.model import Journey
+
+    definitions = [Journey.model_validate_json(text) for text in journeys]
+    router = EventRouter(env.client, settings, definitions)
+    offset = scenario.start - await env.get_current_time()
+    timeline: list[TimelineEntry] = []
+    tz = zone(scenario.customer.timezone)
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        async with build_worker(env.client, settings, executor):
+            for index, scenario_event in enumerate(scenario.events):
+                await _sleep_until(env, offset, scenario.start + scenario_event.at)
+                incoming = scenario.incoming(index, scenario_event)
+                routed = await router.route(incoming, clock_offset=offset)
+                timeline.append(
+                    TimelineEntry(
+                        at=incoming.occurred_at.astimezone(tz),
+                        journey="-",
+                        kind="event",
+                        detail=f"{incoming.type} {incoming.event_id} {_properties(incoming.properties)} {routed}",
+                    )
+                )
+            await _sleep_until(env, offset, scenario.end)
+            views = {}
+            histories: list[str] = []
+            for definition in definitions:
+                view = await _view(env, definition.journey, scenario.customer.id)
+                if view is not None:
+                    views[definition.journey] = view
+                    timeline.extend(_stages(view, tz))
+                    if record_histories:
+                        histories.extend(await _histories(env, definition.journey, scenario.customer.id))
+    timeline.extend(_messages(settings, scenario.customer.id, tz))
+    timeline.sort(key=lambda entry: (entry.at, _KIND_ORDER[entry.kind]))
+    return SimulationResult(timeline=timeline, journeys=views, histories=histories)
+
+
+_KIND_ORDER = {"event": 0, "stage": 1, "message": 2}
+
+
+async def _sleep_until(env: WorkflowEnvironment, offset: timedelta, moment: datetime) -> None:
+    remaining = moment - (await env.get_current_time() + offset)
+    if remaining > timedelta(0):
+        await env.sleep(remaining)
+
+
+def _published_ids(settings: Settings) -> list[str]:
+    from storage.models import JourneyVersion
+
+    with session_for(settings.database_url) as session:
+        return sorted(set(session.exec(select(JourneyVersion.journey_id)).all()))
+
+
+async def _view(env: WorkflowEnvironment, journey_id: str, customer_id: str) -> JourneyView | None:
+    handle = env.client.get_workflow_handle(workflow_id(journey_id, customer_id))
+    try:
+        return await handle.query("state", result_type=JourneyView)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:  # the customer never entered this journey
+            return None
+        raise
+
+
+async def _histories(env: WorkflowEnvironment, journey_id: str, customer_id: str) -> list[str]:
+    """Every run of the continue-as-new chain, following each run back to the one before."""
+    found: list[str] = []
+    run_id: str | None = None
+    while True:
+        handle = env.client.get_workflow_handle(workflow_id(journey_id, customer_id), run_id=run_id)
+        history = await handle.fetch_history()
+        found.insert(0, history.to_json())
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+        if run_id is None:
+            return found
+
+
+def _stages(view: JourneyView, tz: Any) -> list[TimelineEntry]:
+    return [
+        TimelineEntry(
+            at=change.at.astimezone(tz),
+            journey=view.journey_id,
+            kind="stage",
+            stage=change.stage,
+            detail=f"from {change.previous or '-'} on {change.cause}",
+        )
+        for change in view.stage_history
+    ]
+
+
+def _messages(settings: Settings, customer_id: str, tz: Any) -> list[TimelineEntry]:
+    with session_for(settings.database_url) as session:
+        rows = session.exec(
+            select(Message).where(Message.customer_id == customer_id).order_by(col(Message.scheduled_at))
+        ).all()
+    return [
+        TimelineEntry(
+            at=row.scheduled_at.astimezone(tz),
+            journey=row.journey_id,
+            kind="message",
+            stage=row.stage,
+            channel=row.channel,
+            template=row.template,
+            status=row.status,
+            detail=row.reason,
+        )
+        for row in rows
+    ]
+
+
+def _properties(properties: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in properties.items())

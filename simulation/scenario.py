@@ -1,0 +1,90 @@
+"""A scenario: one customer, a start time, events at offsets, and how long to run."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from definition.durations import Duration
+from definition.yaml_source import compose_yaml, line_of, load_yaml
+from routing.events import IncomingEvent
+from storage.customers import CustomerProfile
+
+
+class ScenarioEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: Duration
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: str | None = None
+    properties: dict[str, Any] = {}
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer: CustomerProfile
+    start: AwareDatetime
+    events: list[ScenarioEvent] = []
+    until: Duration
+
+    @field_validator("events")
+    @classmethod
+    def _in_order(cls, events: list[ScenarioEvent]) -> list[ScenarioEvent]:
+        return sorted(events, key=lambda event: event.at)
+
+    def incoming(self, index: int, event: ScenarioEvent) -> IncomingEvent:
+        """The event as the shop would send it; an event without id gets a stable one."""
+        return IncomingEvent(
+            event_id=event.id or f"{self.customer.id}-scenario-{index + 1}",
+            customer_id=self.customer.id,
+            type=event.type,
+            occurred_at=self.start + event.at,
+            properties=event.properties,
+        )
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.until
+
+
+class ScenarioError(ValueError):
+    """Every problem of a scenario file, each as `file:line: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError([f"{path}: cannot read scenario: {error}"]) from None
+    try:
+        data = load_yaml(text)
+        root = compose_yaml(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise ScenarioError([f"{path}:{line}: YAML syntax error: {getattr(error, 'problem', error)}"]) from None
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            field = ".".join(str(part) for part in item["loc"]) or "scenario"
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}:{line_of(root, tuple(item['loc']))}: {field}: {message}")
+        raise ScenarioError(problems) from None
+
+
+def elapsed(delta: timedelta) -> str:
+    """`3d 04:00` style offset from the scenario start, for the timeline."""
+    days, rest = divmod(int(delta.total_seconds()), 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours:02d}:{rest // 60:02d}"

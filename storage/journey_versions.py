@@ -1,0 +1,45 @@
+"""Published journey versions: a running customer keeps the version they entered with."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, func, select
+
+from storage.models import JourneyVersion
+
+
+class JourneyNotPublished(LookupError):
+    pass
+
+
+def publish(session: Session, journey_id: str, content_hash: str, definition_json: str, templates: dict[str, str]) -> int:
+    """The version number for this content: the existing one if unchanged, else the next."""
+    existing = session.exec(
+        select(JourneyVersion).where(JourneyVersion.journey_id == journey_id, JourneyVersion.content_hash == content_hash)
+    ).first()
+    if existing is not None:
+        return existing.version
+    newest = session.exec(
+        select(func.max(JourneyVersion.version)).where(JourneyVersion.journey_id == journey_id)
+    ).one()
+    row = JourneyVersion(
+        journey_id=journey_id,
+        version=(newest or 0) + 1,
+        content_hash=content_hash,
+        definition=definition_json,
+        templates=templates,
+    )
+    session.add(row)
+    session.commit()
+    return row.version
+
+
+def get(session: Session, journey_id: str, version: int | None = None) -> JourneyVersion:
+    """A given version, or the newest one when `version` is None."""
+    query = select(JourneyVersion).where(JourneyVersion.journey_id == journey_id)
+    if version is not None:
+        query = query.where(JourneyVersion.version == version)
+    row = session.exec(query.order_by(col(JourneyVersion.version).desc())).first()
+    if row is None:
+        wanted = f"version {version} of " if version is not None else ""
+        raise JourneyNotPublished(f"{wanted}journey {journey_id!r} is not published: run the worker or `cyklo publish`")
+    return row

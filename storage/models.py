@@ -1,0 +1,119 @@
+"""The tables: customers, the message ledger, events and published journey versions.
+
+Personal data (email, phone, first name) lives only in `customers`; every other table
+refers to a customer by id, so erasing a customer leaves the ledger without PII.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Text, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on SQLite too (which stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database: pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None) if dialect.name == "sqlite" else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(**kwargs: Any) -> Any:
+    return Field(sa_type=UtcDateTime, **kwargs)
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customers"
+
+    id: str = Field(primary_key=True, max_length=128)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    first_name: str | None = Field(default=None, max_length=100)
+    locale: str = Field(default="pl", max_length=8)
+    timezone: str = Field(default="Europe/Warsaw", max_length=64)
+    consent_email: bool = False
+    consent_sms: bool = False
+    consent_source: str | None = Field(default=None, max_length=200)
+    consent_updated_at: datetime | None = _timestamp(default=None)
+    email_suppressed: bool = False
+    """Hard bounce or spam report: no email of any kind until cleared."""
+    sms_suppressed: bool = False
+    """STOP received: no SMS of any kind until START."""
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _timestamp(default_factory=utcnow)
+    updated_at: datetime = _timestamp(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    """The message ledger: one row per step occurrence, written before the provider call."""
+
+    __tablename__ = "messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True, max_length=300)
+    customer_id: str = Field(index=True, max_length=128)
+    journey_id: str = Field(max_length=100)
+    journey_version: int
+    stage: str = Field(max_length=100)
+    step: str = Field(max_length=300)
+    channel: str = Field(max_length=8)
+    template: str = Field(max_length=100)
+    transactional: bool = False
+    status: str = Field(index=True, max_length=16)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    provider_message_id: str | None = Field(default=None, index=True, max_length=100)
+    discount_code: str | None = Field(default=None, max_length=40)
+    sms_encoding: str | None = Field(default=None, max_length=8)
+    sms_segments: int | None = None
+    attempts: int = 0
+    scheduled_at: datetime = _timestamp(index=True)
+    """Journey time of the send (simulated time in a simulation): what the cap counts by."""
+    created_at: datetime = _timestamp(default_factory=utcnow)
+    updated_at: datetime = _timestamp(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """Every accepted event, once: the dedup record and the analytics source."""
+
+    __tablename__ = "events"
+
+    event_id: str = Field(primary_key=True, max_length=200)
+    customer_id: str = Field(index=True, max_length=128)
+    type: str = Field(max_length=100)
+    occurred_at: datetime = _timestamp()
+    received_at: datetime = _timestamp(default_factory=utcnow)
+    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class JourneyVersion(SQLModel, table=True):
+    """A published journey: definition and templates frozen together under a version number."""
+
+    __tablename__ = "journey_versions"
+    __table_args__ = (UniqueConstraint("journey_id", "version"), UniqueConstraint("journey_id", "content_hash"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: str = Field(index=True, max_length=100)
+    version: int
+    content_hash: str = Field(max_length=64)
+    definition: str = Field(sa_column=Column(Text, nullable=False))
+    """The definition as JSON, as the workflow receives it."""
+    templates: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    published_at: datetime = _timestamp(default_factory=utcnow)

@@ -1,0 +1,104 @@
+"""The test world: real time-skipping Temporal server, real database, real clients over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from emulator.server import ProviderEmulator
+from simulation.runner import SimulationResult, TimelineEntry, simulate
+from simulation.scenario import Scenario
+
+REPO = Path(__file__).resolve().parents[1]
+JOURNEYS = REPO / "journeys"
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def emulator() -> Iterator[ProviderEmulator]:
+    with ProviderEmulator() as running:
+        yield running
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database per test, dropped afterwards."""
+    name = f"cyklo_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {error}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    from storage.database import engine_for, normalise_url
+
+    engine_for(normalise_url(f"postgresql://postgres@127.0.0.1:5432/{name}")).dispose()
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/cyklo.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def make_scenario(
+    *events: dict[str, Any],
+    until: str = "30d",
+    start: str = "2026-03-02T10:00:00+01:00",
+    **customer: Any,
+) -> Scenario:
+    """A scenario for Ala, who consents to email and SMS, unless the test says otherwise."""
+    profile = {
+        "id": customer.pop("id", f"c-{uuid.uuid4().hex[:8]}"),
+        "locale": "pl",
+        "timezone": "Europe/Warsaw",
+        "email": "ala@example.com",
+        "phone": "+48601234567",
+        "first_name": "Ala",
+        "consents": {"email": True, "sms": True},
+    }
+    profile.update(customer)
+    return Scenario.model_validate({"customer": profile, "start": start, "events": list(events), "until": until})
+
+
+async def run(scenario: Scenario, **options: Any) -> SimulationResult:
+    return await simulate([JOURNEYS], scenario, **options)
+
+
+def messages(result: SimulationResult, journey: str | None = None) -> list[TimelineEntry]:
+    return [
+        entry
+        for entry in result.timeline
+        if entry.kind == "message" and (journey is None or entry.journey == journey)
+    ]
+
+
+def sent(result: SimulationResult) -> list[tuple[str, str, str]]:
+    """(local time 'YYYY-MM-DD HH:MM', channel, template) of every message that went out."""
+    return [
+        (entry.at.strftime("%Y-%m-%d %H:%M"), entry.channel or "", entry.template or "")
+        for entry in messages(result)
+        if entry.status == "sent"
+    ]
+
+
+def stages(result: SimulationResult, journey: str = "lifecycle") -> list[tuple[str, str]]:
+    return [
+        (entry.at.strftime("%Y-%m-%d %H:%M"), entry.stage or "")
+        for entry in result.timeline
+        if entry.kind == "stage" and entry.journey == journey
+    ]
+
+
+def local(text: str) -> datetime:
+    return datetime.fromisoformat(text)

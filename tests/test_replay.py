@@ -1,0 +1,35 @@
+"""Recorded histories of the default journeys replay against the current workflow code.
+
+A change that alters the commands a workflow issues must be guarded with
+workflow.patched(); this test is what tells.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.journey import JourneyWorkflow, workflow_runner
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_recorded_histories_exist() -> None:
+    assert len(HISTORIES) >= 3, "tests/histories/ must hold recorded journeys (python -m tests.histories.record)"
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+async def test_recorded_history_replays_without_nondeterminism(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+    replayer = Replayer(
+        workflows=[JourneyWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+    )
+
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -1,0 +1,57 @@
+"""`python worker.py` (same as `cyklo worker`): runs a cyklo worker against Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.prepare import JourneyPreparation
+from activities.send import MessageSender
+from settings import Settings, get_settings
+from workflows.journey import JourneyWorkflow, workflow_runner
+
+ACTIVITY_THREADS = 16
+
+
+def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    """The worker with every workflow and activity of cyklo, for production, simulation and tests."""
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[JourneyWorkflow],
+        workflow_runner=workflow_runner(),
+        activities=[JourneyPreparation(settings).prepare_journey, MessageSender(settings).send_message],
+        # The provider clients block: they run on threads, never on the event loop.
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+        # A deploy must not cut a send off between the provider call and the ledger update.
+        graceful_shutdown_timeout=timedelta(seconds=30),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    from connection import connect
+    from publishing import publish_journeys
+    from storage.database import migrate
+
+    migrate(settings.database_url)
+    versions = publish_journeys(settings, [settings.journeys_dir])
+    client = await connect(settings)
+    print(
+        f"cyklo worker: {settings.temporal_address} namespace {settings.temporal_namespace} "
+        f"task queue {settings.task_queue}; journeys {', '.join(f'{j} v{v}' for j, v in versions.items())}",
+        flush=True,
+    )
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        await build_worker(client, settings, executor).run()
+
+
+if __name__ == "__main__":
+    from cli.errors import exit_on_error
+
+    with exit_on_error():
+        asyncio.run(run_worker(get_settings()))

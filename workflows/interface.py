@@ -1,0 +1,173 @@
+"""Everything that crosses workflow history: inputs, state, activity requests and results.
+
+Pydantic models with defaults on every added field, so running workflows keep decoding
+when a field is added. No personal data: customers appear by id only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from definition.metrics import Metrics
+
+RECENT_EVENTS = 20
+RECENT_MESSAGES = 20
+STAGE_HISTORY = 100
+SEND_MAX_ATTEMPTS = 25
+"""Provider 429/5xx are retried this many times (backoff up to 10 minutes), then recorded failed."""
+SEEN_EVENT_IDS = 1000
+"""Dedup window inside a workflow; the events table dedups for ever at ingestion."""
+
+
+def workflow_id(journey_id: str, customer_id: str) -> str:
+    return f"journey:{journey_id}:{customer_id}"
+
+
+class JourneyEvent(BaseModel):
+    event_id: str
+    type: str
+    occurred_at: datetime
+    properties: dict[str, Any] = {}
+
+
+class EventRecord(BaseModel):
+    event_id: str
+    type: str
+    at: datetime
+    properties: dict[str, Any] = {}
+    effect: str = ""
+    """What the event did: 'entered new', 'resumed wait_for', 'duplicate', ..."""
+
+
+class MessageRecord(BaseModel):
+    at: datetime
+    message_id: int
+    stage: str
+    step: str
+    channel: str
+    template: str
+    status: str
+    reason: str | None = None
+
+
+class StageChange(BaseModel):
+    at: datetime
+    stage: str
+    previous: str | None
+    cause: str
+
+
+class WaitingFor(BaseModel):
+    event: str
+    when: str | None
+    deadline: datetime
+
+
+class JourneyState(BaseModel):
+    instance: str
+    """Tells this enrolment apart from an earlier one under the same workflow id."""
+    version: int | None = None
+    timezone: str | None = None
+    stage: str | None = None
+    previous_stage: str | None = None
+    stage_entered_at: datetime | None = None
+    stage_entries: int = 0
+    stage_event: JourneyEvent | None = None
+    pc: int = 0
+    loop_counters: dict[str, int] = {}
+    wake_at: datetime | None = None
+    wake_reason: str | None = None
+    waiting_for: WaitingFor | None = None
+    metrics: Metrics = Field(default_factory=Metrics)
+    last_event_at: dict[str, datetime] = {}
+    seen_event_ids: list[str] = []
+    recent_events: list[EventRecord] = []
+    messages: list[MessageRecord] = []
+    stage_history: list[StageChange] = []
+    experiments: dict[str, str | None] = {}
+    exited: str | None = None
+    runs: int = 1
+
+
+class JourneyInput(BaseModel):
+    journey_id: str
+    customer_id: str
+    version: int | None = None
+    """None: the newest published version, pinned for the life of this enrolment."""
+    events_per_run: int = 500
+    clock_offset: timedelta = timedelta(0)
+    """Simulation only: the scenario's start minus the test server's clock."""
+    state: JourneyState | None = None
+    pending: list[JourneyEvent] = []
+
+
+class JourneyView(BaseModel):
+    """The `state` query: what support sees."""
+
+    journey_id: str
+    customer_id: str
+    version: int | None
+    stage: str | None
+    previous_stage: str | None
+    stage_entered_at: datetime | None
+    step: str | None
+    step_kind: str | None
+    next_wake_at: datetime | None
+    next_wake_reason: str | None
+    metrics: dict[str, Any]
+    messages: list[MessageRecord]
+    recent_events: list[EventRecord]
+    stage_history: list[StageChange]
+    experiments: dict[str, str | None]
+    exited: str | None
+    runs: int
+
+
+class JourneyResult(BaseModel):
+    journey_id: str
+    customer_id: str
+    stage: str | None
+    exited: str
+
+
+class PrepareRequest(BaseModel):
+    journey_id: str
+    customer_id: str
+    version: int | None
+
+
+class PreparedJourney(BaseModel):
+    version: int
+    definition_json: str
+    timezone: str
+
+
+class SendRequest(BaseModel):
+    idempotency_key: str
+    customer_id: str
+    journey_id: str
+    journey_version: int
+    stage: str
+    step: str
+    channel: str
+    template: str
+    transactional: bool
+    send_at: datetime
+    """Journey time of the send: the frequency cap's 7 days end here."""
+    metrics: dict[str, Any]
+    event: dict[str, Any]
+
+
+class SendOutcome(BaseModel):
+    message_id: int
+    status: str
+    reason: str | None = None
+    timezone: str | None = None
+    """The customer's time zone as the database has it now, for later quiet hours."""
+
+
+def bounded(items: list[Any], size: int) -> list[Any]:
+    return items[-size:]
