@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from definition.model import Journey
@@ -117,7 +117,7 @@ class EventRouter:
             start_signal_args=[event],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=TypedSearchAttributes(
-                [CUSTOMER_ID.value_set(customer_id), JOURNEY_ID.value_set(journey_id)]
+                [SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(JOURNEY_ID, journey_id)]
             ),
         )
 

@@ -1,0 +1,41 @@
+"""The `cyklo` command."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from cli.errors import exit_on_error
+from cli.simulate import simulate
+from cli.validate import validate
+from cli.worker import worker
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__)
+
+
+def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with exit_on_error():
+            result = command(*args, **kwargs)
+        # temporalio can crash at interpreter exit after a server shut down
+        # (sdk-python#300): leave without running finalizers once the output is out.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+        return result
+
+    return run
+
+
+for _command in (validate, simulate, worker):
+    app.command()(_guarded(_command))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,28 @@
+"""`python -m emulator --port 8025`: the provider emulator on its own, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from emulator.server import ProviderEmulator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
+    parser.add_argument("--port", type=int, default=8025)
+    arguments = parser.parse_args()
+    try:
+        emulator = ProviderEmulator(port=arguments.port)
+    except OSError as error:
+        raise SystemExit(f"cannot listen on 127.0.0.1:{arguments.port}: {error.strerror}") from None
+    with emulator:
+        print(f"provider emulator on {emulator.url} (SendGrid /v3/mail/send, Twilio /2010-04-01/...)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
