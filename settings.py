@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     temporal_address: str = Field("127.0.0.1:7233", validation_alias=_env("TEMPORAL_ADDRESS"))
     temporal_namespace: str = Field("default", validation_alias=_env("TEMPORAL_NAMESPACE"))
     task_queue: str = Field("cyklo", validation_alias=_env("CYKLO_TASK_QUEUE"))
+    workflow_cache_size: int = Field(1000, ge=0, validation_alias=_env("CYKLO_WORKFLOW_CACHE_SIZE"))
     events_per_run: int = Field(500, gt=0, validation_alias=_env("CYKLO_EVENTS_PER_RUN"))
 
     sendgrid_api_key: str = Field("", validation_alias=_env("SENDGRID_API_KEY"))

@@ -28,6 +28,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         # The provider clients block: they run on threads, never on the event loop.
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        max_cached_workflows=settings.workflow_cache_size,
         # A deploy must not cut a send off between the provider call and the ledger update.
         graceful_shutdown_timeout=timedelta(seconds=30),
     )

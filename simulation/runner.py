@@ -36,7 +36,8 @@ from workflows.interface import JourneyView, workflow_id
 
 class TimelineEntry(BaseModel):
     at: datetime
-    """In the customer's time zone (ISO 8601 with their offset)."""
+    """In the customer's time zone (ISO 8601 with their offset), to the second: the test
+    server's clock runs on for some milliseconds while a step executes."""
     journey: str
     kind: str
     """`stage` for a stage entered, `message` for a message, `event` for an event sent."""
@@ -45,6 +46,10 @@ class TimelineEntry(BaseModel):
     template: str | None = None
     status: str | None = None
     detail: str | None = None
+
+
+def _local(moment: datetime, tz: Any) -> datetime:
+    return moment.astimezone(tz).replace(microsecond=0)
 
 
 class SimulationResult(BaseModel):
@@ -115,7 +120,7 @@ async def _run(
                 routed = await router.route(incoming, clock_offset=offset)
                 timeline.append(
                     TimelineEntry(
-                        at=incoming.occurred_at.astimezone(tz),
+                        at=_local(incoming.occurred_at, tz),
                         journey="-",
                         kind="event",
                         detail=f"{incoming.type} {incoming.event_id} {_properties(incoming.properties)} {routed}",
@@ -179,7 +184,7 @@ async def _histories(env: WorkflowEnvironment, journey_id: str, customer_id: str
 def _stages(view: JourneyView, tz: Any) -> list[TimelineEntry]:
     return [
         TimelineEntry(
-            at=change.at.astimezone(tz),
+            at=_local(change.at, tz),
             journey=view.journey_id,
             kind="stage",
             stage=change.stage,
@@ -196,7 +201,7 @@ def _messages(settings: Settings, customer_id: str, tz: Any) -> list[TimelineEnt
         ).all()
     return [
         TimelineEntry(
-            at=row.scheduled_at.astimezone(tz),
+            at=_local(row.scheduled_at, tz),
             journey=row.journey_id,
             kind="message",
             stage=row.stage,

@@ -404,7 +404,7 @@ class JourneyWorkflow:
                 event={"type": event.type, "properties": event.properties} if event else {"type": "", "properties": {}},
             ),
             result_type=SendOutcome,
-            start_to_close_timeout=timedelta(seconds=60),
+            start_to_close_timeout=timedelta(seconds=30),
             retry_policy=SEND_RETRY,
         )
         if outcome.timezone:
