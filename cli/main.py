@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -22,13 +20,7 @@ def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         with exit_on_error():
-            result = command(*args, **kwargs)
-        # temporalio can crash at interpreter exit after a server shut down
-        # (sdk-python#300): leave without running finalizers once the output is out.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-        return result
+            return command(*args, **kwargs)
 
     return run
 

@@ -26,7 +26,7 @@ from definition.model import (
     child_flows,
     iter_steps,
 )
-from definition.yaml_source import compose_yaml, line_of, load_yaml
+from definition.yaml_source import compose_yaml, key_line, line_of, load_yaml
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,9 @@ def load_journey(path: Path, templates_dir: Path | None = None) -> tuple[LoadedJ
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)
+        if "<stream end>" in problem:
+            # Nothing to point at the end of the file: where the unclosed thing began helps more.
+            mark = getattr(error, "context_mark", None) or mark
         return None, [Problem(path, mark.line + 1 if mark else 1, f"YAML syntax error: {problem}")]
     if not isinstance(data, dict):
         return None, [Problem(path, 1, "a journey file is a mapping with journey, name, entry and stages")]
@@ -160,7 +163,7 @@ def _structure_problems(journey: Journey, path: Path, root: Any) -> list[Problem
             problems.append(
                 Problem(
                     path,
-                    line_of(root, ("stages", name)),
+                    key_line(root, ("stages", name)),
                     f"stage {name!r} is unreachable: no entry or transition of another stage leads to it",
                 )
             )

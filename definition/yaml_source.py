@@ -50,6 +50,18 @@ def line_of(root: yaml.Node | None, path: tuple[Any, ...]) -> int:
     return line
 
 
+def key_line(root: yaml.Node | None, path: tuple[Any, ...]) -> int:
+    """1-based line of the mapping key that ends `path` (a stage's name, say)."""
+    parent = root
+    for element in path[:-1]:
+        parent = _child(parent, element) or parent
+    if isinstance(parent, yaml.MappingNode):
+        for key, _ in parent.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(path[-1]):
+                return key.start_mark.line + 1
+    return line_of(root, path)
+
+
 def _child(node: yaml.Node | None, element: Any) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:

@@ -7,6 +7,7 @@ a fixed clock offset that puts the scenario's `start` at the server's "now".
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import ExitStack
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,9 @@ async def simulate(
             return await _run(env, settings, scenario, record_histories)
         finally:
             await env.shutdown()
+            # temporalio can crash at interpreter exit right after a server shut down
+            # (sdk-python#300); a moment's pause lets its threads finish first.
+            await asyncio.sleep(0.25)
 
 
 async def _run(

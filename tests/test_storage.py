@@ -1,0 +1,167 @@
+"""Storage on SQLite and on the local PostgreSQL: migrations, ledger, profiles, versions, the send rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from activities.send import MessageSender
+from emulator.server import ProviderEmulator
+from publishing import publish_journeys
+from settings import Settings
+from storage import customers, journey_versions
+from storage.customers import CustomerProfile
+from storage.database import migrate, session_for
+from storage.models import Customer, Message
+from tests.conftest import JOURNEYS, make_scenario, run, sent
+from workflows.interface import SendRequest
+
+SEND_AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _settings(database_url: str, emulator: ProviderEmulator) -> Settings:
+    return Settings(
+        database_url=database_url,
+        sendgrid_api_key="SG.test",
+        sendgrid_host=emulator.url,
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token="token",
+        twilio_base_url=emulator.url,
+    )
+
+
+def _request(key: str, send_at: datetime = SEND_AT, template: str = "welcome", **overrides: object) -> SendRequest:
+    fields: dict[str, object] = {
+        "idempotency_key": key,
+        "customer_id": "c-1",
+        "journey_id": "lifecycle",
+        "journey_version": 1,
+        "stage": "prospect",
+        "step": "prospect/0",
+        "channel": "email",
+        "template": template,
+        "transactional": False,
+        "send_at": send_at,
+        "metrics": make_metrics(),
+        "event": {"type": "signed_up", "properties": {}},
+    }
+    fields.update(overrides)
+    return SendRequest.model_validate(fields)
+
+
+def make_metrics() -> dict[str, object]:
+    from definition.metrics import Metrics
+
+    return Metrics().view(SEND_AT)
+
+
+@pytest.fixture
+def published(database_url: str, emulator: ProviderEmulator) -> Settings:
+    settings = _settings(database_url, emulator)
+    publish_journeys(settings, [JOURNEYS])
+    with session_for(database_url) as session:
+        customers.upsert(session, make_scenario(id="c-1").customer)
+    return settings
+
+
+def test_migrations_run_twice_without_harm(database_url: str) -> None:
+    migrate(database_url)
+    migrate(database_url)
+    with session_for(database_url) as session:
+        assert session.exec(select(Customer)).all() == []
+
+
+def test_profile_round_trips_with_consent_time_in_utc(database_url: str) -> None:
+    migrate(database_url)
+    profile = CustomerProfile.model_validate(
+        {"id": "c-9", "email": "ola@example.com", "phone": "601 234 567", "locale": "en",
+         "timezone": "America/New_York", "consents": {"email": True, "sms": False, "source": "checkout"}}
+    )
+    with session_for(database_url) as session:
+        customers.upsert(session, profile)
+    with session_for(database_url) as session:
+        stored = session.get(Customer, "c-9")
+    assert stored is not None
+    assert (stored.phone, stored.locale, stored.consent_email, stored.consent_sms) == ("+48601234567", "en", True, False)
+    assert stored.consent_updated_at is not None and stored.consent_updated_at.tzinfo is not None
+
+
+def test_publishing_unchanged_journeys_keeps_their_version(published: Settings) -> None:
+    again = publish_journeys(published, [JOURNEYS])
+
+    assert again == {"abandoned_cart": 1, "lifecycle": 1}
+    with session_for(published.database_url) as session:
+        assert journey_versions.get(session, "lifecycle").version == 1
+
+
+def test_ledger_idempotency_key_is_unique(published: Settings) -> None:
+    with session_for(published.database_url) as session:
+        for _ in range(2):
+            session.add(
+                Message(idempotency_key="k", customer_id="c-1", journey_id="lifecycle", journey_version=1,
+                        stage="prospect", step="prospect/0", channel="email", template="welcome",
+                        status="sent", scheduled_at=SEND_AT)
+            )
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+
+def test_the_same_step_occurrence_sends_once_however_often_the_activity_runs(
+    published: Settings, emulator: ProviderEmulator
+) -> None:
+    sender = MessageSender(published)
+    outcomes = [sender.send_message(_request("journey:lifecycle:c-1/x/1/prospect/0")) for _ in range(3)]
+
+    assert {outcome.status for outcome in outcomes} == {"sent"}
+    assert len({outcome.message_id for outcome in outcomes}) == 1
+    assert len(emulator.messages("email")) == 1
+
+
+def test_cap_counts_the_rolling_7_days_before_the_send_across_journeys(
+    published: Settings, emulator: ProviderEmulator
+) -> None:
+    sender = MessageSender(published)
+    for day in range(3):
+        journey = "abandoned_cart" if day == 1 else "lifecycle"
+        template = "cart_reminder" if day == 1 else "welcome"
+        outcome = sender.send_message(
+            _request(f"k-{day}", SEND_AT + timedelta(days=day), template=template, journey_id=journey)
+        )
+        assert outcome.status == "sent"
+
+    fourth = sender.send_message(_request("k-3", SEND_AT + timedelta(days=6, hours=23)))
+    eighth_day = sender.send_message(_request("k-4", SEND_AT + timedelta(days=7, minutes=1)))
+
+    assert (fourth.status, eighth_day.status) == ("capped", "sent")
+    with session_for(published.database_url) as session:
+        statuses = [row.status for row in session.exec(select(Message).order_by(Message.id)).all()]  # type: ignore[arg-type]
+    assert statuses == ["sent", "sent", "sent", "capped", "sent"]
+
+
+def test_invalid_phone_is_recorded_failed_not_retried(published: Settings, emulator: ProviderEmulator) -> None:
+    with session_for(published.database_url) as session:
+        customer = session.get(Customer, "c-1")
+        assert customer is not None
+        customer.phone = "+4860"
+        session.add(customer)
+        session.commit()
+
+    outcome = MessageSender(published).send_message(
+        _request("k-sms", channel="sms", template="first_order_last_call")
+    )
+
+    assert outcome.status == "failed" and "phone" in (outcome.reason or "")
+    assert emulator.attempts("sms") == 0
+
+
+async def test_a_journey_runs_on_postgresql_as_on_sqlite(postgres_url: str) -> None:
+    scenario = make_scenario({"at": "0s", "type": "signed_up"}, until="4d")
+    result = await run(scenario, database_url=postgres_url)
+
+    assert sent(result) == [
+        ("2026-03-02 10:00", "email", "welcome"),
+        ("2026-03-05 10:00", "email", "first_order_nudge"),
+    ]
