@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from settings import Settings
@@ -59,3 +60,13 @@ def installed_binary(name: str) -> str:
     if found is None:
         raise RuntimeError(f"{name} not found: install cyklo with pip (it depends on the package that ships it)")
     return found
+
+
+def quiet_runtime() -> Runtime:
+    """A Temporal runtime whose core logs only errors, and on stderr's side of things:
+    the simulator's stdout is a timeline (or JSON) that must stay clean."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )

@@ -8,6 +8,7 @@ a fixed clock offset that puts the scenario's `start` at the server's "now".
 from __future__ import annotations
 
 import asyncio
+import functools
 from contextlib import ExitStack
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from connection import installed_binary, register_search_attributes
+from connection import installed_binary, quiet_runtime, register_search_attributes
 from definition.schedule import zone
 from emulator.server import ProviderEmulator
 from publishing import publish_journeys
@@ -33,6 +34,11 @@ from storage.database import migrate, session_for
 from storage.models import Message
 from worker import ACTIVITY_THREADS, build_worker
 from workflows.interface import JourneyView, workflow_id
+
+
+@functools.cache
+def _runtime() -> Any:
+    return quiet_runtime()
 
 
 class TimelineEntry(BaseModel):
@@ -89,7 +95,9 @@ async def simulate(
         with session_for(settings.database_url) as session:
             customers.upsert(session, scenario.customer)
         env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=installed_binary("temporal-test-server"), data_converter=pydantic_data_converter
+            test_server_existing_path=installed_binary("temporal-test-server"),
+            data_converter=pydantic_data_converter,
+            runtime=_runtime(),
         )
         try:
             await register_search_attributes(env.client, "default")

@@ -1,0 +1,92 @@
+"""`cyklo simulate`: the marketer's window, and clear errors for bad scenarios and events."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from routing.events import IncomingEvent
+from simulation.scenario import ScenarioError, load_scenario
+from tests.conftest import REPO
+
+
+def cyklo(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *arguments], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_simulate_json_lists_stages_and_messages_in_the_customers_time() -> None:
+    result = cyklo("simulate", "--scenario", "scenarios/sample.yaml", "--json")
+
+    assert result.returncode == 0, result.stderr
+    timeline = json.loads(result.stdout)
+    first_stage = next(item for item in timeline if item["kind"] == "stage")
+    welcome = next(item for item in timeline if item["kind"] == "message")
+    assert first_stage == {**first_stage, "journey": "lifecycle", "stage": "prospect"}
+    assert first_stage["at"].startswith("2026-03-02T22:30") and first_stage["at"].endswith("+01:00")
+    assert {key: welcome[key] for key in ("journey", "channel", "template", "status", "stage")} == {
+        "journey": "lifecycle", "channel": "email", "template": "welcome", "status": "sent", "stage": "prospect"
+    }
+    assert welcome["at"].startswith("2026-03-03T09:00")
+    assert any(item["kind"] == "message" and item["journey"] == "abandoned_cart" for item in timeline)
+
+
+def test_simulate_prints_a_readable_timeline() -> None:
+    result = cyklo("simulate", "journeys/lifecycle.yaml", "--scenario", "scenarios/sample.yaml")
+
+    assert result.returncode == 0, result.stderr
+    assert "→ stage prospect" in result.stdout
+    assert "✓ email welcome" in result.stdout
+    assert "cart_reminder" not in result.stdout, "only the journey asked for is simulated"
+
+
+def test_bad_scenario_names_file_line_and_field_without_traceback(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(
+        "customer: {id: c-1, locale: de, timezone: Mars/Olympus}\n"
+        "start: 2026-03-02T10:00:00+01:00\n"
+        "events:\n"
+        "  - {at: soon, type: signed_up}\n"
+        "until: 10d\n"
+    )
+
+    result = cyklo("simulate", "--scenario", str(scenario))
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith(f"{scenario}:1: customer.locale: unsupported locale 'de'") for line in lines)
+    assert any(line.startswith(f"{scenario}:1: customer.timezone: unknown time zone") for line in lines)
+    assert any(line.startswith(f"{scenario}:4: events.0.at: bad duration 'soon'") for line in lines)
+
+
+def test_scenario_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    scenario = tmp_path / "broken.yaml"
+    scenario.write_text("customer: {id: c-1\nstart: now\n")
+
+    with pytest.raises(ScenarioError) as error:
+        load_scenario(scenario)
+
+    assert str(error.value).startswith(f"{scenario}:")
+    assert "YAML syntax error" in str(error.value)
+
+
+def test_event_with_personal_data_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as error:
+        IncomingEvent(customer_id="c-1", type="purchase", properties={"amount": 10, "buyer": {"email": "a@b.pl"}})
+
+    assert "personal data not allowed in event properties: email" in str(error.value)
+    assert error.value.errors()[0]["loc"] == ("properties",)
+
+
+def test_event_without_time_zone_is_refused() -> None:
+    with pytest.raises(ValidationError) as error:
+        IncomingEvent.model_validate({"customer_id": "c-1", "type": "purchase", "occurred_at": "2026-03-02T10:00:00"})
+
+    assert error.value.errors()[0]["loc"] == ("occurred_at",)
