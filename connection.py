@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from settings import Settings
 
@@ -58,7 +58,9 @@ def installed_binary(name: str) -> str:
     beside = Path(sys.executable).parent / name
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        raise RuntimeError(f"{name} not found: install cyklo with pip (it depends on the package that ships it)")
+        raise RuntimeError(
+            f"{name} not found: install cyklo with pip (it depends on the package that ships it)"
+        )
     return found
 
 

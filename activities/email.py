@@ -68,7 +68,9 @@ def send_email(email: OutgoingEmail, settings: Settings) -> str:
         status = getattr(error, "status_code", 0) or 0
         body = error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else str(error.body)
         if status == 429 or status >= 500:
-            raise ProviderRetryable(f"SendGrid {status}: {body[:200]}", _retry_after(error.headers)) from error
+            raise ProviderRetryable(
+                f"SendGrid {status}: {body[:200]}", _retry_after(error.headers)
+            ) from error
         raise ProviderRejected(str(status), f"SendGrid rejected the email: {body[:300]}") from error
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
         raise ProviderRetryable(f"SendGrid unreachable: {error}") from error

@@ -29,4 +29,6 @@ class JourneyPreparation:
             from definition.model import Journey
 
             timezone = Journey.model_validate_json(published.definition).default_timezone
-        return PreparedJourney(version=published.version, definition_json=published.definition, timezone=timezone)
+        return PreparedJourney(
+            version=published.version, definition_json=published.definition, timezone=timezone
+        )

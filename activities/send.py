@@ -46,6 +46,7 @@ class MessageSender:
             message, customer = self._claim(session, request)
             if message.status != "sending":
                 return _outcome(message, customer)
+            assert customer is not None, "a message without a profile is suppressed when claimed"
             try:
                 rendered = self._render(session, request, message, customer)
                 destination = self._destination(request, customer)
@@ -67,7 +68,9 @@ class MessageSender:
                             "journey_id": request.journey_id,
                         },
                         categories=[request.journey_id, request.template],
-                        unsubscribe_url=None if request.transactional else _links(self.settings, message)["unsubscribe"],
+                        unsubscribe_url=None
+                        if request.transactional
+                        else _links(self.settings, message)["unsubscribe"],
                     ),
                     self.settings,
                 )
@@ -86,7 +89,9 @@ class MessageSender:
             ) from problem
         except ProviderRejected as problem:
             with session_for(self.settings.database_url) as session:
-                return _outcome(_finish(session, message, "failed", f"{problem.code}: {problem.message}"), customer)
+                return _outcome(
+                    _finish(session, message, "failed", f"{problem.code}: {problem.message}"), customer
+                )
 
         with session_for(self.settings.database_url) as session:
             message.provider_message_id = provider_id
@@ -95,7 +100,9 @@ class MessageSender:
     def _claim(self, session: Session, request: SendRequest) -> tuple[Message, Customer | None]:
         """Find or create the ledger row and decide, under the customer's lock, whether to send."""
         customer = _locked_customer(session, request.customer_id)
-        message = session.exec(select(Message).where(Message.idempotency_key == request.idempotency_key)).first()
+        message = session.exec(
+            select(Message).where(Message.idempotency_key == request.idempotency_key)
+        ).first()
         if message is not None and message.status in FINAL_STATUSES:
             session.rollback()
             return message, customer
@@ -134,17 +141,22 @@ class MessageSender:
         return message, customer
 
     def _render(
-        self, session: Session, request: SendRequest, message: Message, customer: Customer | None
+        self, session: Session, request: SendRequest, message: Message, customer: Customer
     ) -> dict[str, str]:
-        assert customer is not None, "a customer without a profile is refused before rendering"
-        environment, locales = _templates(self.settings.database_url, request.journey_id, request.journey_version)
+        environment, locales = _templates(
+            self.settings.database_url, request.journey_id, request.journey_version
+        )
         locale = customer.locale if customer.locale in locales else locales[0]
         context: dict[str, Any] = {
             "customer": {"first_name": customer.first_name, "locale": locale, "timezone": customer.timezone},
             "metrics": request.metrics,
             "event": request.event,
             "discount_code": message.discount_code,
-            "shop": {"name": self.settings.shop_name, "url": self.settings.shop_url, "currency": self.settings.currency},
+            "shop": {
+                "name": self.settings.shop_name,
+                "url": self.settings.shop_url,
+                "currency": self.settings.currency,
+            },
             "links": _links(self.settings, message),
         }
         rendered = templates.render(environment, locale, request.channel, request.template, context)  # type: ignore[arg-type]
@@ -154,8 +166,7 @@ class MessageSender:
             session.commit()
         return rendered
 
-    def _destination(self, request: SendRequest, customer: Customer | None) -> str:
-        assert customer is not None
+    def _destination(self, request: SendRequest, customer: Customer) -> str:
         if request.channel == "email":
             assert customer.email is not None
             return customer.email

@@ -82,7 +82,9 @@ def send_sms(to: str, body: str, settings: Settings) -> str:
     except TwilioRestException as error:
         if error.status == 429 or error.status >= 500:
             raise ProviderRetryable(f"Twilio {error.status} ({error.code}): {error.msg}") from error
-        raise ProviderRejected(str(error.code or error.status), f"Twilio rejected the SMS: {error.msg}") from error
+        raise ProviderRejected(
+            str(error.code or error.status), f"Twilio rejected the SMS: {error.msg}"
+        ) from error
     except TwilioException as error:
         raise ProviderRetryable(f"Twilio error: {error}") from error
     except (OSError, ConnectionError) as error:

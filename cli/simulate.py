@@ -15,7 +15,9 @@ def simulate(
     journeys: Annotated[
         list[Path] | None, typer.Argument(help="Journey files or folders (default: the journeys folder).")
     ] = None,
-    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario YAML: customer, start, events, until.")] = ...,  # type: ignore[assignment]
+    scenario: Annotated[
+        Path, typer.Option("--scenario", "-s", help="Scenario YAML: customer, start, events, until.")
+    ] = ...,  # type: ignore[assignment]
     as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
 ) -> None:
     """Simulate journeys for one customer on the time-skipping Temporal server."""

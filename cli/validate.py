@@ -12,7 +12,9 @@ from settings import get_settings
 
 
 def validate(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Journey files or folders (default: journeys/).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Journey files or folders (default: journeys/).")
+    ] = None,
 ) -> None:
     """Check journey files and their templates."""
     loaded = load_journeys_or_raise(paths or [get_settings().journeys_dir])

@@ -20,7 +20,9 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(
             f"bad duration {text!r}: use a number with a unit w, d, h, m or s, e.g. 3d, 1d2h, 90m"
         )
-    seconds = sum(int(value) * unit for value, unit in zip(match.groups(), _UNITS.values()) if value)
+    seconds = sum(
+        int(value) * unit for value, unit in zip(match.groups(), _UNITS.values(), strict=True) if value
+    )
     return timedelta(seconds=seconds)
 
 

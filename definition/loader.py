@@ -101,7 +101,9 @@ def load_journey(path: Path, templates_dir: Path | None = None) -> tuple[LoadedJ
     try:
         journey = Journey.model_validate(data)
     except ValidationError as error:
-        return None, [Problem(path, line_of(root, tuple(item["loc"])), _message(item)) for item in error.errors()]
+        return None, [
+            Problem(path, line_of(root, tuple(item["loc"])), _message(item)) for item in error.errors()
+        ]
 
     problems = _structure_problems(journey, path, root)
     sources, template_problems = _template_problems(journey, path, root, templates_dir)
@@ -138,7 +140,11 @@ def _structure_problems(journey: Journey, path: Path, root: Any) -> list[Problem
         reachable.add(entry.to)
         if entry.to not in stages:
             problems.append(
-                Problem(path, line_of(root, ("entry", index, "to")), f"unknown stage {entry.to!r}{_suggest(entry.to, stages)}")
+                Problem(
+                    path,
+                    line_of(root, ("entry", index, "to")),
+                    f"unknown stage {entry.to!r}{_suggest(entry.to, stages)}",
+                )
             )
         if entry.when:
             problems += _conditions(entry.when, path, line_of(root, ("entry", index, "when")))
@@ -181,11 +187,21 @@ def _flow_problems(flow: list[Any], path: Path, root: Any, where: tuple[Any, ...
         if isinstance(step, SplitStep):
             names = [arm.name for arm in step.split.arms]
             for duplicate in sorted({name for name in names if names.count(name) > 1}):
-                problems.append(Problem(path, line_of(root, (*here, "split", "arms")), f"split arm {duplicate!r} is named twice"))
+                problems.append(
+                    Problem(
+                        path,
+                        line_of(root, (*here, "split", "arms")),
+                        f"split arm {duplicate!r} is named twice",
+                    )
+                )
         if isinstance(step, RepeatStep) and step.repeat.times is None:
             if not any(isinstance(inner, (WaitStep, WaitForStep)) for inner in iter_steps(step.repeat.flow)):
                 problems.append(
-                    Problem(path, line_of(root, here), "repeat without `times` needs a wait in its flow, or it never stops")
+                    Problem(
+                        path,
+                        line_of(root, here),
+                        "repeat without `times` needs a wait in its flow, or it never stops",
+                    )
                 )
         for segment, child in child_flows(step):
             kind = next(iter(type(step).model_fields))
@@ -227,7 +243,11 @@ def _template_problems(
     journey: Journey, path: Path, root: Any, templates_dir: Path
 ) -> tuple[dict[str, str], list[Problem]]:
     problems: list[Problem] = []
-    wanted = {(locale, step.send.channel, step.send.template) for _, step in _sends(journey) for locale in journey.locales}
+    wanted = {
+        (locale, step.send.channel, step.send.template)
+        for _, step in _sends(journey)
+        for locale in journey.locales
+    }
     sources = templates.read_sources(templates_dir, wanted)
     reported: set[str] = set()
     for where, step in _sends(journey):
@@ -306,5 +326,7 @@ def load_journeys_or_raise(paths: Sequence[Path]) -> list[LoadedJourney]:
     if problems:
         raise JourneyProblems(problems)
     if not loaded:
-        raise JourneyProblems([Problem(Path(str(paths[0])) if paths else Path("."), 0, "no journey files found")])
+        raise JourneyProblems(
+            [Problem(Path(str(paths[0])) if paths else Path("."), 0, "no journey files found")]
+        )
     return loaded

@@ -229,7 +229,9 @@ class Journey(_Strict):
         for stage in self.stages.values():
             for transition in stage.transitions:
                 types.update(t for t in (transition.on, transition.without) if t)
-            types.update(step.wait_for.event for step in iter_steps(stage.flow) if isinstance(step, WaitForStep))
+            types.update(
+                step.wait_for.event for step in iter_steps(stage.flow) if isinstance(step, WaitForStep)
+            )
         return types
 
     def entry_event_types(self) -> set[str]:

@@ -17,7 +17,10 @@ def main() -> None:
     except OSError as error:
         raise SystemExit(f"cannot listen on 127.0.0.1:{arguments.port}: {error.strerror}") from None
     with emulator:
-        print(f"provider emulator on {emulator.url} (SendGrid /v3/mail/send, Twilio /2010-04-01/...)", flush=True)
+        print(
+            f"provider emulator on {emulator.url} (SendGrid /v3/mail/send, Twilio /2010-04-01/...)",
+            flush=True,
+        )
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -68,10 +68,12 @@ class ProviderEmulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> ProviderEmulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="provider-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="provider-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -95,7 +97,12 @@ class ProviderEmulator:
             return self._attempts[channel]
 
     def fail_next(
-        self, channel: str, status: int, count: int = 1, retry_after: int | None = None, code: int | None = None
+        self,
+        channel: str,
+        status: int,
+        count: int = 1,
+        retry_after: int | None = None,
+        code: int | None = None,
     ) -> None:
         with self._lock:
             self._faults[channel].append(_Fault(status, count, retry_after, code))
@@ -161,8 +168,11 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/_emulator/faults":
                 fault = json.loads(body or b"{}")
                 emulator.fail_next(
-                    fault["channel"], int(fault["status"]), int(fault.get("count", 1)),
-                    fault.get("retry_after"), fault.get("code"),
+                    fault["channel"],
+                    int(fault["status"]),
+                    int(fault.get("count", 1)),
+                    fault.get("retry_after"),
+                    fault.get("code"),
                 )
                 self._json(204, None)
             elif self.path == "/_emulator/reset":
@@ -172,12 +182,20 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
                 self._json(404, {"error": "not found"})
 
         def _sendgrid(self, body: bytes) -> None:
-            if not self.headers.get("Authorization", "").startswith("Bearer ") or self.headers["Authorization"] == "Bearer ":
-                self._json(401, {"errors": [{"message": "The provided authorization grant is invalid", "field": None}]})
+            if (
+                not self.headers.get("Authorization", "").startswith("Bearer ")
+                or self.headers["Authorization"] == "Bearer "
+            ):
+                self._json(
+                    401,
+                    {"errors": [{"message": "The provided authorization grant is invalid", "field": None}]},
+                )
                 return
             fault = emulator._take_fault("email")
             if fault is not None:
-                self._fault(fault, {"errors": [{"message": f"emulated failure {fault.status}", "field": None}]})
+                self._fault(
+                    fault, {"errors": [{"message": f"emulated failure {fault.status}", "field": None}]}
+                )
                 return
             try:
                 mail = json.loads(body)
@@ -213,16 +231,28 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
                 return
             fault = emulator._take_fault("sms")
             if fault is not None:
-                self._fault(fault, _twilio_error(fault.code or 20500, f"emulated failure {fault.status}", fault.status))
+                self._fault(
+                    fault,
+                    _twilio_error(fault.code or 20500, f"emulated failure {fault.status}", fault.status),
+                )
                 return
             form = {key: values[0] for key, values in parse_qs(body.decode("utf-8")).items()}
             to = form.get("To", "")
             if not _valid_e164(to):
-                self._json(400, _twilio_error(21211, f"The 'To' number {to} is not a valid phone number.", 400))
+                self._json(
+                    400, _twilio_error(21211, f"The 'To' number {to} is not a valid phone number.", 400)
+                )
                 return
             sid = "SM" + secrets.token_hex(16)
             gate = emulator._record(
-                RecordedMessage(channel="sms", provider_id=sid, to=to, sender=form.get("From", ""), body=form.get("Body"), raw=form)
+                RecordedMessage(
+                    channel="sms",
+                    provider_id=sid,
+                    to=to,
+                    sender=form.get("From", ""),
+                    body=form.get("Body"),
+                    raw=form,
+                )
             )
             if gate is not None:
                 gate.wait()
@@ -252,7 +282,9 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
                     "error_message": None,
                     "messaging_service_sid": None,
                     "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
-                    "subresource_uris": {"media": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}/Media.json"},
+                    "subresource_uris": {
+                        "media": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}/Media.json"
+                    },
                 },
             )
 
@@ -285,7 +317,12 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
 
 
 def _twilio_error(code: int, message: str, status: int) -> dict[str, Any]:
-    return {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
 
 
 def _valid_e164(number: str) -> bool:

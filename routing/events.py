@@ -25,7 +25,19 @@ from workflows.interface import JourneyEvent, JourneyInput, workflow_id
 from workflows.journey import CUSTOMER_ID, JOURNEY_ID, JourneyWorkflow
 
 PERSONAL_KEYS = frozenset(
-    {"email", "phone", "name", "first_name", "last_name", "full_name", "address", "street", "postcode", "zip", "ip"}
+    {
+        "email",
+        "phone",
+        "name",
+        "first_name",
+        "last_name",
+        "full_name",
+        "address",
+        "street",
+        "postcode",
+        "zip",
+        "ip",
+    }
 )
 """Event properties reach workflow history, which must hold no personal data."""
 
@@ -74,7 +86,10 @@ class EventRouter:
         if not await asyncio.to_thread(self._record, event):
             return "duplicate"
         payload = JourneyEvent(
-            event_id=event.event_id, type=event.type, occurred_at=event.occurred_at, properties=event.properties
+            event_id=event.event_id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            properties=event.properties,
         )
         for journey in self.journeys:
             if event.type not in journey.event_types():
@@ -109,7 +124,10 @@ class EventRouter:
         await self.client.start_workflow(
             JourneyWorkflow.run,
             JourneyInput(
-                journey_id=journey_id, customer_id=customer_id, events_per_run=self.settings.events_per_run, **extra
+                journey_id=journey_id,
+                customer_id=customer_id,
+                events_per_run=self.settings.events_per_run,
+                **extra,
             ),
             id=workflow_id(journey_id, customer_id),
             task_queue=self.settings.task_queue,
@@ -122,7 +140,9 @@ class EventRouter:
         )
 
     async def _signal_running(self, journey_id: str, customer_id: str, event: JourneyEvent) -> None:
-        handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(workflow_id(journey_id, customer_id))
+        handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(
+            workflow_id(journey_id, customer_id)
+        )
         try:
             await handle.signal("event", event)
         except RPCError as error:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from contextlib import ExitStack
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ async def simulate(
             sendgrid_api_key="SG.simulation",
             sendgrid_host=emulator.url,
             twilio_account_sid="AC" + "0" * 32,
-            twilio_auth_token="simulation",
+            twilio_auth_token="simulation",  # noqa: S106 - the emulator checks only the account sid
             twilio_base_url=emulator.url,
         )
         migrate(settings.database_url)
@@ -114,8 +114,7 @@ async def _run(
 ) -> SimulationResult:
     with session_for(settings.database_url) as session:
         journeys = [
-            journey_versions.get(session, journey_id).definition
-            for journey_id in _published_ids(settings)
+            journey_versions.get(session, journey_id).definition for journey_id in _published_ids(settings)
         ]
     from definition.model import Journey
 

@@ -71,7 +71,9 @@ def load_scenario(path: Path) -> Scenario:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
-        raise ScenarioError([f"{path}:{line}: YAML syntax error: {getattr(error, 'problem', error)}"]) from None
+        raise ScenarioError(
+            [f"{path}:{line}: YAML syntax error: {getattr(error, 'problem', error)}"]
+        ) from None
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:

@@ -11,10 +11,14 @@ class JourneyNotPublished(LookupError):
     pass
 
 
-def publish(session: Session, journey_id: str, content_hash: str, definition_json: str, templates: dict[str, str]) -> int:
+def publish(
+    session: Session, journey_id: str, content_hash: str, definition_json: str, templates: dict[str, str]
+) -> int:
     """The version number for this content: the existing one if unchanged, else the next."""
     existing = session.exec(
-        select(JourneyVersion).where(JourneyVersion.journey_id == journey_id, JourneyVersion.content_hash == content_hash)
+        select(JourneyVersion).where(
+            JourneyVersion.journey_id == journey_id, JourneyVersion.content_hash == content_hash
+        )
     ).first()
     if existing is not None:
         return existing.version
@@ -41,5 +45,7 @@ def get(session: Session, journey_id: str, version: int | None = None) -> Journe
     row = session.exec(query.order_by(col(JourneyVersion.version).desc())).first()
     if row is None:
         wanted = f"version {version} of " if version is not None else ""
-        raise JourneyNotPublished(f"{wanted}journey {journey_id!r} is not published: run the worker or `cyklo publish`")
+        raise JourneyNotPublished(
+            f"{wanted}journey {journey_id!r} is not published: run the worker or `cyklo publish`"
+        )
     return row

@@ -24,7 +24,9 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the database: pass an aware one")
-        return value.astimezone(UTC).replace(tzinfo=None) if dialect.name == "sqlite" else value.astimezone(UTC)
+        return (
+            value.astimezone(UTC).replace(tzinfo=None) if dialect.name == "sqlite" else value.astimezone(UTC)
+        )
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
@@ -107,7 +109,10 @@ class JourneyVersion(SQLModel, table=True):
     """A published journey: definition and templates frozen together under a version number."""
 
     __tablename__ = "journey_versions"
-    __table_args__ = (UniqueConstraint("journey_id", "version"), UniqueConstraint("journey_id", "content_hash"))
+    __table_args__ = (
+        UniqueConstraint("journey_id", "version"),
+        UniqueConstraint("journey_id", "content_hash"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     journey_id: str = Field(index=True, max_length=100)

@@ -68,7 +68,9 @@ def make_scenario(
         "consents": {"email": True, "sms": True},
     }
     profile.update(customer)
-    return Scenario.model_validate({"customer": profile, "start": start, "events": list(events), "until": until})
+    return Scenario.model_validate(
+        {"customer": profile, "start": start, "events": list(events), "until": until}
+    )
 
 
 async def run(scenario: Scenario, **options: Any) -> SimulationResult:

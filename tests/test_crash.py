@@ -45,7 +45,8 @@ async def test_worker_killed_after_provider_accepted_sends_no_duplicate(
     emulator: ProviderEmulator, tmp_path: Path
 ) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=installed_binary("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=installed_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
     )
     try:
         await register_search_attributes(env.client, "default")

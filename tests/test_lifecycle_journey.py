@@ -35,10 +35,14 @@ async def test_prospect_gets_welcome_then_nudge_after_3_days_then_last_call_sms_
 
 
 async def test_prospect_last_call_sms_is_suppressed_without_sms_consent(emulator: ProviderEmulator) -> None:
-    result = await run(make_scenario(SIGNED_UP, until="11d", consents={"email": True, "sms": False}), emulator=emulator)
+    result = await run(
+        make_scenario(SIGNED_UP, until="11d", consents={"email": True, "sms": False}), emulator=emulator
+    )
 
     last_call = [entry for entry in messages(result) if entry.template == "first_order_last_call"]
-    assert [(entry.status, entry.detail) for entry in last_call] == [("suppressed", "no marketing consent for sms")]
+    assert [(entry.status, entry.detail) for entry in last_call] == [
+        ("suppressed", "no marketing consent for sms")
+    ]
     assert emulator.messages("sms") == []
 
 
@@ -55,14 +59,20 @@ async def test_first_purchase_thanks_at_once_cross_sells_after_2_days_and_asks_f
         ("2026-03-05 10:00", "email", "cross_sell"),
         ("2026-03-12 10:00", "email", "review_request"),
     ]
-    thank_you = next(entry for entry in messages(result) if entry.template == "thank_you" and entry.channel == "email")
+    thank_you = next(
+        entry for entry in messages(result) if entry.template == "thank_you" and entry.channel == "email"
+    )
     assert thank_you.status == "sent"
     review = [message for message in emulator.messages("email") if "score=10" in (message.html or "")]
     assert len(review) == 1, "the review request carries an NPS scale 0-10"
 
 
-async def test_second_purchase_makes_customer_active_with_loyalty_welcome_and_monthly_recommendations() -> None:
-    result = await run(make_scenario(purchase("0s", "e-1"), purchase("20d", "e-2", amount=100.0), until="95d"))
+async def test_second_purchase_makes_customer_active_with_loyalty_welcome_and_monthly_recommendations() -> (
+    None
+):
+    result = await run(
+        make_scenario(purchase("0s", "e-1"), purchase("20d", "e-2", amount=100.0), until="95d")
+    )
 
     assert stages(result)[:2] == [("2026-03-02 10:00", "new"), ("2026-03-22 10:00", "active")]
     active = [item for item in sent(result) if item[0] >= "2026-03-22"]
@@ -83,7 +93,9 @@ async def test_five_orders_within_a_year_make_a_vip() -> None:
 
 
 async def test_2000_pln_within_a_year_make_a_vip_straight_from_new() -> None:
-    result = await run(make_scenario(purchase("0s", "e-1", amount=1500.0), purchase("10d", "e-2", amount=600.0)))
+    result = await run(
+        make_scenario(purchase("0s", "e-1", amount=1500.0), purchase("10d", "e-2", amount=600.0))
+    )
 
     assert [stage for _, stage in stages(result)] == ["new", "vip"]
     assert ("2026-03-12 10:00", "email", "vip_welcome") in sent(result)

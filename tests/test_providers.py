@@ -36,8 +36,13 @@ def settings(emulator: ProviderEmulator) -> Settings:
 
 def an_email(**changes: Any) -> OutgoingEmail:
     fields: dict[str, Any] = {
-        "to": "ala@example.com", "to_name": "Ala", "subject": "Witaj", "html": "<p>Cześć</p>", "text": "Cześć",
-        "custom_args": {"cyklo_message_id": "7"}, "categories": ["lifecycle", "welcome"],
+        "to": "ala@example.com",
+        "to_name": "Ala",
+        "subject": "Witaj",
+        "html": "<p>Cześć</p>",
+        "text": "Cześć",
+        "custom_args": {"cyklo_message_id": "7"},
+        "categories": ["lifecycle", "welcome"],
         "unsubscribe_url": "https://shop.example.com/unsubscribe?m=7",
     }
     fields.update(changes)
@@ -51,7 +56,12 @@ def test_email_reaches_sendgrid_with_correlation_ids_and_one_click_unsubscribe(
 
     (message,) = emulator.messages("email")
     assert message.provider_id == provider_id
-    assert (message.to, message.subject, message.html, message.text) == ("ala@example.com", "Witaj", "<p>Cześć</p>", "Cześć")
+    assert (message.to, message.subject, message.html, message.text) == (
+        "ala@example.com",
+        "Witaj",
+        "<p>Cześć</p>",
+        "Cześć",
+    )
     assert message.custom_args == {"cyklo_message_id": "7"}
     assert message.headers["List-Unsubscribe"] == "<https://shop.example.com/unsubscribe?m=7>"
     assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -65,7 +75,9 @@ def test_sms_reaches_twilio_in_e164(settings: Settings, emulator: ProviderEmulat
     assert (message.to, message.body) == ("+48601234567", "Dziękujemy!")
 
 
-def test_sendgrid_429_is_retryable_with_its_retry_after(settings: Settings, emulator: ProviderEmulator) -> None:
+def test_sendgrid_429_is_retryable_with_its_retry_after(
+    settings: Settings, emulator: ProviderEmulator
+) -> None:
     emulator.fail_next("email", 429, retry_after=7)
 
     with pytest.raises(ProviderRetryable) as error:
@@ -102,7 +114,9 @@ def test_sendgrid_400_is_permanent(settings: Settings, emulator: ProviderEmulato
 
 
 @pytest.mark.parametrize("code", [21610, 21211, 21614])
-def test_twilio_permanent_codes_are_rejections(settings: Settings, emulator: ProviderEmulator, code: int) -> None:
+def test_twilio_permanent_codes_are_rejections(
+    settings: Settings, emulator: ProviderEmulator, code: int
+) -> None:
     emulator.fail_next("sms", 400, code=code)
 
     with pytest.raises(ProviderRejected) as error:
@@ -193,8 +207,12 @@ def test_sms_sent_by_cyklo_match_twilio_create_message_schema_and_the_answer_par
 ) -> None:
     document = json.loads((contracts / "twilio_messages_subset.json").read_text())
     operation = document["paths"]["/2010-04-01/Accounts/{AccountSid}/Messages.json"]["post"]
-    request_schema = _resolve(document, operation["requestBody"])["content"]["application/x-www-form-urlencoded"]["schema"]
-    response_schema = _resolve(document, operation["responses"]["201"])["content"]["application/json"]["schema"]
+    request_schema = _resolve(document, operation["requestBody"])["content"][
+        "application/x-www-form-urlencoded"
+    ]["schema"]
+    response_schema = _resolve(document, operation["responses"]["201"])["content"]["application/json"][
+        "schema"
+    ]
     send_sms("+48601234567", "Dziękujemy za zamówienie!", settings)
 
     (message,) = emulator.messages("sms")

@@ -20,7 +20,9 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def test_recorded_histories_exist() -> None:
-    assert len(HISTORIES) >= 3, "tests/histories/ must hold recorded journeys (python -m tests.histories.record)"
+    assert len(HISTORIES) >= 3, (
+        "tests/histories/ must hold recorded journeys (python -m tests.histories.record)"
+    )
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])

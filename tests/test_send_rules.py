@@ -56,7 +56,9 @@ async def test_fourth_marketing_message_in_7_days_is_capped_transactional_is_exe
 ) -> None:
     cart = {"type": "cart_abandoned", "properties": {"cart_id": "k"}}
     result = await run(
-        make_scenario(SIGNED_UP, {**cart, "at": "1d"}, {**cart, "at": "2d"}, purchase("4d", "e-1"), until="5d"),
+        make_scenario(
+            SIGNED_UP, {**cart, "at": "1d"}, {**cart, "at": "2d"}, purchase("4d", "e-1"), until="5d"
+        ),
         emulator=emulator,
     )
 
@@ -73,7 +75,9 @@ async def test_fourth_marketing_message_in_7_days_is_capped_transactional_is_exe
     assert emulator.messages("sms") == []
 
 
-async def test_message_without_consent_is_recorded_suppressed_and_never_sent(emulator: ProviderEmulator) -> None:
+async def test_message_without_consent_is_recorded_suppressed_and_never_sent(
+    emulator: ProviderEmulator,
+) -> None:
     result = await run(
         make_scenario(SIGNED_UP, purchase("1d", "e-1"), until="2d", consents={"email": False, "sms": False}),
         emulator=emulator,
@@ -98,7 +102,9 @@ async def test_the_same_purchase_sent_twice_counts_once() -> None:
     assert routed[1].endswith("duplicate")
 
 
-async def test_provider_429_is_retried_after_retry_after_and_then_sent_once(emulator: ProviderEmulator) -> None:
+async def test_provider_429_is_retried_after_retry_after_and_then_sent_once(
+    emulator: ProviderEmulator,
+) -> None:
     emulator.fail_next("email", 429, count=2, retry_after=1)
     result = await run(make_scenario(SIGNED_UP, until="1h"), emulator=emulator)
 
@@ -107,12 +113,18 @@ async def test_provider_429_is_retried_after_retry_after_and_then_sent_once(emul
     assert len(emulator.messages("email")) == 1
 
 
-async def test_permanent_provider_rejection_is_recorded_and_the_journey_goes_on(emulator: ProviderEmulator) -> None:
+async def test_permanent_provider_rejection_is_recorded_and_the_journey_goes_on(
+    emulator: ProviderEmulator,
+) -> None:
     emulator.fail_next("sms", 400, code=21610)
     result = await run(make_scenario(purchase("0s", "e-1"), until="3d"), emulator=emulator)
 
     outcome = [(entry.template, entry.channel, entry.status) for entry in messages(result)]
-    assert outcome == [("thank_you", "email", "sent"), ("thank_you", "sms", "failed"), ("cross_sell", "email", "sent")]
+    assert outcome == [
+        ("thank_you", "email", "sent"),
+        ("thank_you", "sms", "failed"),
+        ("cross_sell", "email", "sent"),
+    ]
     failed = messages(result)[1]
     assert failed.detail is not None and "21610" in failed.detail
 

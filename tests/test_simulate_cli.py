@@ -31,7 +31,11 @@ def test_simulate_json_lists_stages_and_messages_in_the_customers_time() -> None
     assert first_stage == {**first_stage, "journey": "lifecycle", "stage": "prospect"}
     assert first_stage["at"].startswith("2026-03-02T22:30") and first_stage["at"].endswith("+01:00")
     assert {key: welcome[key] for key in ("journey", "channel", "template", "status", "stage")} == {
-        "journey": "lifecycle", "channel": "email", "template": "welcome", "status": "sent", "stage": "prospect"
+        "journey": "lifecycle",
+        "channel": "email",
+        "template": "welcome",
+        "status": "sent",
+        "stage": "prospect",
     }
     assert welcome["at"].startswith("2026-03-03T09:00")
     assert any(item["kind"] == "message" and item["journey"] == "abandoned_cart" for item in timeline)
@@ -79,7 +83,9 @@ def test_scenario_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 
 def test_event_with_personal_data_is_refused_naming_the_field() -> None:
     with pytest.raises(ValidationError) as error:
-        IncomingEvent(customer_id="c-1", type="purchase", properties={"amount": 10, "buyer": {"email": "a@b.pl"}})
+        IncomingEvent(
+            customer_id="c-1", type="purchase", properties={"amount": 10, "buyer": {"email": "a@b.pl"}}
+        )
 
     assert "personal data not allowed in event properties: email" in str(error.value)
     assert error.value.errors()[0]["loc"] == ("properties",)
@@ -87,6 +93,8 @@ def test_event_with_personal_data_is_refused_naming_the_field() -> None:
 
 def test_event_without_time_zone_is_refused() -> None:
     with pytest.raises(ValidationError) as error:
-        IncomingEvent.model_validate({"customer_id": "c-1", "type": "purchase", "occurred_at": "2026-03-02T10:00:00"})
+        IncomingEvent.model_validate(
+            {"customer_id": "c-1", "type": "purchase", "occurred_at": "2026-03-02T10:00:00"}
+        )
 
     assert error.value.errors()[0]["loc"] == ("occurred_at",)

@@ -33,7 +33,9 @@ def _settings(database_url: str, emulator: ProviderEmulator) -> Settings:
     )
 
 
-def _request(key: str, send_at: datetime = SEND_AT, template: str = "welcome", **overrides: object) -> SendRequest:
+def _request(
+    key: str, send_at: datetime = SEND_AT, template: str = "welcome", **overrides: object
+) -> SendRequest:
     fields: dict[str, object] = {
         "idempotency_key": key,
         "customer_id": "c-1",
@@ -77,15 +79,26 @@ def test_migrations_run_twice_without_harm(database_url: str) -> None:
 def test_profile_round_trips_with_consent_time_in_utc(database_url: str) -> None:
     migrate(database_url)
     profile = CustomerProfile.model_validate(
-        {"id": "c-9", "email": "ola@example.com", "phone": "601 234 567", "locale": "en",
-         "timezone": "America/New_York", "consents": {"email": True, "sms": False, "source": "checkout"}}
+        {
+            "id": "c-9",
+            "email": "ola@example.com",
+            "phone": "601 234 567",
+            "locale": "en",
+            "timezone": "America/New_York",
+            "consents": {"email": True, "sms": False, "source": "checkout"},
+        }
     )
     with session_for(database_url) as session:
         customers.upsert(session, profile)
     with session_for(database_url) as session:
         stored = session.get(Customer, "c-9")
     assert stored is not None
-    assert (stored.phone, stored.locale, stored.consent_email, stored.consent_sms) == ("+48601234567", "en", True, False)
+    assert (stored.phone, stored.locale, stored.consent_email, stored.consent_sms) == (
+        "+48601234567",
+        "en",
+        True,
+        False,
+    )
     assert stored.consent_updated_at is not None and stored.consent_updated_at.tzinfo is not None
 
 
@@ -101,9 +114,18 @@ def test_ledger_idempotency_key_is_unique(published: Settings) -> None:
     with session_for(published.database_url) as session:
         for _ in range(2):
             session.add(
-                Message(idempotency_key="k", customer_id="c-1", journey_id="lifecycle", journey_version=1,
-                        stage="prospect", step="prospect/0", channel="email", template="welcome",
-                        status="sent", scheduled_at=SEND_AT)
+                Message(
+                    idempotency_key="k",
+                    customer_id="c-1",
+                    journey_id="lifecycle",
+                    journey_version=1,
+                    stage="prospect",
+                    step="prospect/0",
+                    channel="email",
+                    template="welcome",
+                    status="sent",
+                    scheduled_at=SEND_AT,
+                )
             )
         with pytest.raises(IntegrityError):
             session.commit()
@@ -141,7 +163,9 @@ def test_cap_counts_the_rolling_7_days_before_the_send_across_journeys(
     assert statuses == ["sent", "sent", "sent", "capped", "sent"]
 
 
-def test_invalid_phone_is_recorded_failed_not_retried(published: Settings, emulator: ProviderEmulator) -> None:
+def test_invalid_phone_is_recorded_failed_not_retried(
+    published: Settings, emulator: ProviderEmulator
+) -> None:
     with session_for(published.database_url) as session:
         customer = session.get(Customer, "c-1")
         assert customer is not None

@@ -60,7 +60,9 @@ def test_minimal_journey_is_valid(journeys: Path) -> None:
     loaded, problems = load_journey(journeys / "promo.yaml")
 
     assert problems == [] and loaded is not None
-    assert sorted(loaded.templates) == [f"{locale}/email/welcome.{part}" for locale in ("en", "pl") for part in ("html", "subject.txt", "txt")]
+    assert sorted(loaded.templates) == [
+        f"{locale}/email/welcome.{part}" for locale in ("en", "pl") for part in ("html", "subject.txt", "txt")
+    ]
 
 
 def test_yaml_syntax_error_names_the_line(journeys: Path) -> None:
@@ -94,19 +96,27 @@ def test_unknown_stage_in_transition_names_the_line_and_suggests(journeys: Path)
     found = problems_of(journeys, MINIMAL.replace("to: bye}", "to: by}"))
 
     assert "promo.yaml:15: unknown stage 'by' in a transition of 'hello' — did you mean 'bye'?" in found
-    assert "promo.yaml:16: stage 'bye' is unreachable: no entry or transition of another stage leads to it" in found
+    assert (
+        "promo.yaml:16: stage 'bye' is unreachable: no entry or transition of another stage leads to it"
+        in found
+    )
 
 
 def test_missing_template_names_the_send_and_suggests(journeys: Path) -> None:
     found = problems_of(journeys, MINIMAL.replace("template: welcome", "template: welcom"))
 
-    assert found[0] == "promo.yaml:8: missing template pl/email/welcom.subject.txt for send 'welcom' — did you mean 'welcome'?"
+    assert (
+        found[0]
+        == "promo.yaml:8: missing template pl/email/welcom.subject.txt for send 'welcom' — did you mean 'welcome'?"
+    )
 
 
 def test_missing_locale_is_reported(journeys: Path) -> None:
     found = problems_of(journeys, MINIMAL.replace("name: Promo", "name: Promo\nlocales: [pl, de]"))
 
-    assert any("de/email/welcome.subject.txt" in line and "locale 'de' has no folder" in line for line in found)
+    assert any(
+        "de/email/welcome.subject.txt" in line and "locale 'de' has no folder" in line for line in found
+    )
 
 
 def test_template_syntax_error_names_the_template_file_and_line(journeys: Path) -> None:
@@ -134,7 +144,9 @@ def test_variable_not_in_the_template_context_is_named_at_its_line(journeys: Pat
 def test_condition_syntax_error_names_the_line(journeys: Path) -> None:
     found = problems_of(journeys, MINIMAL.replace("metrics.orders > 0", "metrics.orders >> 0"))
 
-    assert len(found) == 1 and found[0].startswith("promo.yaml:11: condition 'metrics.orders >> 0' is not valid")
+    assert len(found) == 1 and found[0].startswith(
+        "promo.yaml:11: condition 'metrics.orders >> 0' is not valid"
+    )
 
 
 def test_unknown_metric_in_condition_is_named(journeys: Path) -> None:
@@ -145,7 +157,9 @@ def test_unknown_metric_in_condition_is_named(journeys: Path) -> None:
 
 def test_several_problems_of_one_file_are_all_reported_through_the_cli(journeys: Path) -> None:
     (journeys / "promo.yaml").write_text(
-        MINIMAL.replace("template: welcome", "template: welcom").replace("metrics.orders > 0", "metrics.x > 0")
+        MINIMAL.replace("template: welcome", "template: welcom").replace(
+            "metrics.orders > 0", "metrics.x > 0"
+        )
     )
 
     result = CliRunner().invoke(app, ["validate", str(journeys / "promo.yaml")])

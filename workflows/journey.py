@@ -7,7 +7,6 @@ hash of the customer id, so they are sticky).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,7 +65,9 @@ of itself lazily and guards its caches with locks, which the sandbox would refus
 
 def workflow_runner() -> SandboxedWorkflowRunner:
     """The sandbox for JourneyWorkflow: every worker and replayer must use this one."""
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
 
 
 REACTION_EVENTS = frozenset({"email_opened", "email_clicked"})
@@ -126,7 +127,11 @@ class JourneyWorkflow:
             self.state.instance = str(workflow.uuid4())[:8]
         prepared: PreparedJourney = await workflow.execute_local_activity(
             "prepare_journey",
-            PrepareRequest(journey_id=input.journey_id, customer_id=input.customer_id, version=self.state.version or input.version),
+            PrepareRequest(
+                journey_id=input.journey_id,
+                customer_id=input.customer_id,
+                version=self.state.version or input.version,
+            ),
             result_type=PreparedJourney,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
@@ -163,7 +168,7 @@ class JourneyWorkflow:
                 continue
             try:
                 await workflow.wait_condition(lambda: bool(self.inbox), timeout=timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # the wake-up time came: the loop handles whatever is due
 
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -214,7 +219,9 @@ class JourneyWorkflow:
 
     def _handle(self, event: JourneyEvent) -> None:
         state = self.state
-        record = EventRecord(event_id=event.event_id, type=event.type, at=self._now(), properties=event.properties)
+        record = EventRecord(
+            event_id=event.event_id, type=event.type, at=self._now(), properties=event.properties
+        )
         if event.event_id in state.seen_event_ids:
             record.effect = "duplicate, ignored"
             state.recent_events = bounded([*state.recent_events, record], RECENT_EVENTS)
@@ -277,7 +284,10 @@ class JourneyWorkflow:
         state.wake_at = state.wake_reason = None
         state.waiting_for = None
         state.stage_history = bounded(
-            [*state.stage_history, StageChange(at=now, stage=stage, previous=state.previous_stage, cause=cause)],
+            [
+                *state.stage_history,
+                StageChange(at=now, stage=stage, previous=state.previous_stage, cause=cause),
+            ],
             STAGE_HISTORY,
         )
         self._publish_stage()
@@ -317,11 +327,16 @@ class JourneyWorkflow:
             if isinstance(instruction, Send):
                 if state.wake_at is not None and now < state.wake_at:
                     return False
-                resume = None if instruction.spec.transactional else quiet_until(
-                    now, state.timezone, self._definition().quiet_hours
+                resume = (
+                    None
+                    if instruction.spec.transactional
+                    else quiet_until(now, state.timezone, self._definition().quiet_hours)
                 )
                 if resume is not None:
-                    state.wake_at, state.wake_reason = resume, f"quiet hours: {instruction.spec.template} waits"
+                    state.wake_at, state.wake_reason = (
+                        resume,
+                        f"quiet hours: {instruction.spec.template} waits",
+                    )
                     return False
                 await self._send(instruction)
                 state.wake_at = state.wake_reason = None
@@ -357,7 +372,9 @@ class JourneyWorkflow:
                     arm = assign_arm(self.input.customer_id, self.input.journey_id, instruction.spec)
                     state.experiments[instruction.spec.name] = arm
                 names = [candidate.name for candidate in instruction.spec.arms]
-                state.pc = instruction.arm_targets[names.index(arm)] if arm in names else instruction.end_target
+                state.pc = (
+                    instruction.arm_targets[names.index(arm)] if arm in names else instruction.end_target
+                )
             elif isinstance(instruction, LoopStart):
                 count = state.loop_counters.get(instruction.path, 0)
                 if instruction.times is not None and count >= instruction.times:
@@ -386,7 +403,6 @@ class JourneyWorkflow:
         assert state.stage is not None and state.version is not None
         iteration = "".join(f"#{state.loop_counters.get(loop, 0)}" for loop in send.loops)
         key = f"{workflow.info().workflow_id}/{state.instance}/{state.stage_entries}/{send.path}{iteration}"
-        event = state.stage_event
         outcome: SendOutcome = await workflow.execute_activity(
             "send_message",
             SendRequest(
@@ -401,7 +417,7 @@ class JourneyWorkflow:
                 transactional=send.spec.transactional,
                 send_at=self._now(),
                 metrics=state.metrics.view(self._now()),
-                event={"type": event.type, "properties": event.properties} if event else {"type": "", "properties": {}},
+                event=_event_context(state.stage_event),
             ),
             result_type=SendOutcome,
             start_to_close_timeout=timedelta(seconds=30),
@@ -431,7 +447,7 @@ class JourneyWorkflow:
     def _condition_context(self, event: JourneyEvent | None) -> dict[str, Any]:
         return {
             "metrics": self.state.metrics.view(self._now()),
-            "event": {"type": event.type, "properties": event.properties} if event else {"type": "", "properties": {}},
+            "event": _event_context(event),
             "stage": self.state.stage,
             "previous_stage": self.state.previous_stage,
             "experiments": self.state.experiments,
@@ -453,6 +469,13 @@ class JourneyWorkflow:
             self.events_this_run >= self.input.events_per_run
             or workflow.info().is_continue_as_new_suggested()
         )
+
+
+def _event_context(event: JourneyEvent | None) -> dict[str, Any]:
+    """What conditions and templates see as `event`: never personal data (the router refuses it)."""
+    if event is None:
+        return {"type": "", "properties": {}}
+    return {"type": event.type, "properties": event.properties}
 
 
 def _duration(delta: timedelta | None) -> str:

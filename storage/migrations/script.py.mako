@@ -8,10 +8,8 @@ Create Date: ${create_date}
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
-import storage.models
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}
