@@ -189,3 +189,20 @@ async def test_a_journey_runs_on_postgresql_as_on_sqlite(postgres_url: str) -> N
         ("2026-03-02 10:00", "email", "welcome"),
         ("2026-03-05 10:00", "email", "first_order_nudge"),
     ]
+
+
+def test_sms_encoding_and_segments_are_recorded_in_the_ledger(
+    published: Settings, emulator: ProviderEmulator
+) -> None:
+    outcome = MessageSender(published).send_message(
+        _request("k-sms-pl", channel="sms", template="first_order_last_call")
+    )
+
+    (sms,) = emulator.messages("sms")
+    assert outcome.status == "sent" and sms.to == "+48601234567"
+    assert "ć" in (sms.body or ""), "the Polish copy has Polish letters"
+    with session_for(published.database_url) as session:
+        row = session.exec(select(Message).where(Message.idempotency_key == "k-sms-pl")).one()
+    assert row.sms_encoding == "UCS-2"
+    assert row.sms_segments == -(-len(sms.body or "") // 67)
+    assert row.provider_message_id == sms.provider_id

@@ -149,6 +149,8 @@ class JourneyWorkflow:
                 break
             if await self._advance():
                 continue
+            if self.state.exited is not None:
+                break
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
