@@ -7,13 +7,16 @@ workflow.patched(); this test is what tells.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from workflows.interface import JourneyInput
 from workflows.journey import JourneyWorkflow, workflow_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -35,3 +38,22 @@ async def test_recorded_history_replays_without_nondeterminism(path: Path) -> No
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
 
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+@workflow.defn(name="Journey")
+class JourneyThatSleepsFirst:
+    """A changed workflow under the same name: what an unguarded edit would look like."""
+
+    @workflow.run
+    async def run(self, _: JourneyInput) -> None:
+        await workflow.sleep(timedelta(seconds=1))
+
+
+async def test_an_unguarded_change_is_caught_by_the_replay_check() -> None:
+    path = next(path for path in HISTORIES if path.stem.startswith("lifecycle_year"))
+    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+    replayer = Replayer(workflows=[JourneyThatSleepsFirst], data_converter=pydantic_data_converter)
+
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+
+    assert result.replay_failure is not None
