@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
+from connection import installed_binary, register_search_attributes
+from definition.model import Journey
 from emulator.server import ProviderEmulator
+from routing.events import EventRouter
+from settings import Settings
 from simulation.runner import SimulationResult, TimelineEntry, simulate
 from simulation.scenario import Scenario
+from storage import customers, journey_versions
+from storage.database import session_for
 
 REPO = Path(__file__).resolve().parents[1]
 JOURNEYS = REPO / "journeys"
@@ -104,3 +113,54 @@ def stages(result: SimulationResult, journey: str = "lifecycle") -> list[tuple[s
 
 def local(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def emulator_settings(emulator: ProviderEmulator, **overrides: Any) -> Settings:
+    """Settings whose providers are the emulator: the real clients, over HTTP, locally."""
+    fields: dict[str, Any] = {
+        "sendgrid_api_key": "SG.test",
+        "sendgrid_host": emulator.url,
+        "twilio_account_sid": "AC" + "0" * 32,
+        "twilio_auth_token": "token",
+        "twilio_base_url": emulator.url,
+        "provider_timeout_seconds": 5,
+    }
+    fields.update(overrides)
+    return Settings(**fields)
+
+
+@dataclass
+class World:
+    """A time-skipping Temporal server and settings pointing at it, the emulator and a SQLite file."""
+
+    env: WorkflowEnvironment
+    settings: Settings
+
+    def router(self) -> EventRouter:
+        with session_for(self.settings.database_url) as session:
+            lifecycle = Journey.model_validate_json(journey_versions.get(session, "lifecycle").definition)
+        return EventRouter(self.env.client, self.settings, [lifecycle])
+
+    def add_customers(self, *scenarios: Scenario) -> None:
+        with session_for(self.settings.database_url) as session:
+            for scenario in scenarios:
+                customers.upsert(session, scenario.customer)
+
+
+@pytest.fixture
+async def world(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[World]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=installed_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        await register_search_attributes(env.client, "default")
+        settings = emulator_settings(
+            emulator,
+            database_url=f"sqlite:///{tmp_path}/cyklo.db",
+            temporal_address=env.client.service_client.config.target_host,
+            task_queue="world",
+        )
+        yield World(env, settings)
+    finally:
+        await env.shutdown()

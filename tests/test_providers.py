@@ -17,21 +17,14 @@ from activities.provider_errors import InvalidPhone, ProviderRejected, ProviderR
 from activities.sms import normalize_phone, send_sms, sms_encoding
 from emulator.server import ProviderEmulator
 from settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, emulator_settings
 
 CONTRACTS = Path(os.environ.get("CYKLO_CONTRACTS_DIR", REPO.parent / "shared" / "contracts"))
 
 
 @pytest.fixture
 def settings(emulator: ProviderEmulator) -> Settings:
-    return Settings(
-        sendgrid_api_key="SG.test",
-        sendgrid_host=emulator.url,
-        twilio_account_sid="AC" + "0" * 32,
-        twilio_auth_token="token",
-        twilio_base_url=emulator.url,
-        provider_timeout_seconds=5,
-    )
+    return emulator_settings(emulator)
 
 
 def an_email(**changes: Any) -> OutgoingEmail:

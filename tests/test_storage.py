@@ -16,21 +16,10 @@ from storage import customers, journey_versions
 from storage.customers import CustomerProfile
 from storage.database import migrate, session_for
 from storage.models import Customer, Message
-from tests.conftest import JOURNEYS, make_scenario, run, sent
+from tests.conftest import JOURNEYS, emulator_settings, make_scenario, run, sent
 from workflows.interface import SendRequest
 
 SEND_AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def _settings(database_url: str, emulator: ProviderEmulator) -> Settings:
-    return Settings(
-        database_url=database_url,
-        sendgrid_api_key="SG.test",
-        sendgrid_host=emulator.url,
-        twilio_account_sid="AC" + "0" * 32,
-        twilio_auth_token="token",
-        twilio_base_url=emulator.url,
-    )
 
 
 def _request(
@@ -62,7 +51,7 @@ def make_metrics() -> dict[str, object]:
 
 @pytest.fixture
 def published(database_url: str, emulator: ProviderEmulator) -> Settings:
-    settings = _settings(database_url, emulator)
+    settings = emulator_settings(emulator, database_url=database_url)
     publish_journeys(settings, [JOURNEYS])
     with session_for(database_url) as session:
         customers.upsert(session, make_scenario(id="c-1").customer)
