@@ -277,6 +277,11 @@ def _template_problems(
         except TemplateSyntaxError as error:
             problems.append(Problem(file, error.lineno or 1, f"template syntax error: {error.message}"))
             continue
+        for referenced in templates.references(source):
+            if referenced not in sources:
+                problems.append(
+                    Problem(file, 1, f"template {referenced!r} not found under {_shown(templates_dir)}")
+                )
         for name in sorted(meta.find_undeclared_variables(tree) - templates.TEMPLATE_NAMES):
             line = next((node.lineno for node in tree.find_all(nodes.Name) if node.name == name), 1)
             problems.append(

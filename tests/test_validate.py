@@ -61,8 +61,10 @@ def test_minimal_journey_is_valid(journeys: Path) -> None:
 
     assert problems == [] and loaded is not None
     assert sorted(loaded.templates) == [
-        f"{locale}/email/welcome.{part}" for locale in ("en", "pl") for part in ("html", "subject.txt", "txt")
-    ]
+        f"{locale}/email/{name}"
+        for locale in ("en", "pl")
+        for name in ("_layout.html", "_layout.txt", "welcome.html", "welcome.subject.txt", "welcome.txt")
+    ], "the templates used and the layouts they extend"
 
 
 def test_yaml_syntax_error_names_the_line(journeys: Path) -> None:
@@ -179,3 +181,14 @@ def test_garbage_file_gets_one_clear_line_no_traceback(tmp_path: Path) -> None:
 
     assert result.exit_code == 1
     assert "broken.yaml" in result.output and "Traceback" not in result.output
+
+
+def test_a_layout_that_does_not_exist_is_named(journeys: Path) -> None:
+    template = journeys / "templates" / "en" / "email" / "welcome.html"
+    template.write_text('{% extends "en/email/_frame.html" %}\n')
+
+    found = problems_of(journeys, MINIMAL)
+
+    assert found == [
+        f"welcome.html:1: template 'en/email/_frame.html' not found under {journeys / 'templates'}"
+    ]
