@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 with workflow.unsafe.imports_passed_through():
@@ -404,45 +405,48 @@ class JourneyWorkflow:
         state = self.state
         assert state.stage is not None and state.version is not None
         iteration = "".join(f"#{state.loop_counters.get(loop, 0)}" for loop in send.loops)
-        key = f"{workflow.info().workflow_id}/{state.instance}/{state.stage_entries}/{send.path}{iteration}"
-        outcome: SendOutcome = await workflow.execute_activity(
-            "send_message",
-            SendRequest(
-                idempotency_key=key,
-                customer_id=self.input.customer_id,
-                journey_id=self.input.journey_id,
-                journey_version=state.version,
-                stage=state.stage,
-                step=send.path + iteration,
-                channel=send.spec.channel,
-                template=send.spec.template,
-                transactional=send.spec.transactional,
-                send_at=self._now(),
-                metrics=state.metrics.view(self._now()),
-                event=_event_context(state.stage_event),
-            ),
-            result_type=SendOutcome,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=SEND_RETRY,
+        step = send.path + iteration
+        request = SendRequest(
+            idempotency_key=f"{workflow.info().workflow_id}/{state.instance}/{state.stage_entries}/{step}",
+            customer_id=self.input.customer_id,
+            journey_id=self.input.journey_id,
+            journey_version=state.version,
+            stage=state.stage,
+            step=step,
+            channel=send.spec.channel,
+            template=send.spec.template,
+            transactional=send.spec.transactional,
+            send_at=self._now(),
+            metrics=state.metrics.view(self._now()),
+            event=_event_context(state.stage_event),
         )
+        try:
+            outcome: SendOutcome = await workflow.execute_activity(
+                "send_message",
+                request,
+                result_type=SendOutcome,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=SEND_RETRY,
+            )
+        except ActivityError as error:
+            # Retries ran out (the database stayed down for hours): this message is lost,
+            # the journey is not.
+            outcome = SendOutcome(
+                message_id=0, status="failed", reason=f"send gave up: {error.cause or error}"
+            )
         if outcome.timezone:
             state.timezone = outcome.timezone
-        state.messages = bounded(
-            [
-                *state.messages,
-                MessageRecord(
-                    at=self._now(),
-                    message_id=outcome.message_id,
-                    stage=state.stage,
-                    step=send.path + iteration,
-                    channel=send.spec.channel,
-                    template=send.spec.template,
-                    status=outcome.status,
-                    reason=outcome.reason,
-                ),
-            ],
-            RECENT_MESSAGES,
+        record = MessageRecord(
+            at=self._now(),
+            message_id=outcome.message_id,
+            stage=state.stage,
+            step=step,
+            channel=send.spec.channel,
+            template=send.spec.template,
+            status=outcome.status,
+            reason=outcome.reason,
         )
+        state.messages = bounded([*state.messages, record], RECENT_MESSAGES)
 
     # --- conditions ---------------------------------------------------------------------
 
