@@ -60,6 +60,7 @@ class Metrics(BaseModel):
             "total_spent": self.total_spent,
             "orders_365d": len(in_year),
             "spent_365d": round(sum(p.amount for p in in_year), 2),
+            "last_purchase_at": self.last_purchase_at.isoformat() if self.last_purchase_at else None,
             "points": self.points if points_valid else 0,
             "points_expire_at": (self.last_purchase_at + POINTS_VALIDITY).isoformat()
             if self.last_purchase_at
