@@ -38,6 +38,10 @@ class Settings(BaseSettings):
 
     provider_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("CYKLO_PROVIDER_TIMEOUT"))
 
+    api_keys: str = Field("", validation_alias=_env("CYKLO_API_KEYS"))
+    """`KEY=scope,scope;KEY2=scope`: scopes events, support:read, support:write."""
+    max_request_bytes: int = Field(5_000_000, gt=0, validation_alias=_env("CYKLO_MAX_REQUEST_BYTES"))
+
     shop_name: str = Field("cyklo shop", validation_alias=_env("CYKLO_SHOP_NAME"))
     shop_url: str = Field("https://shop.example.com", validation_alias=_env("CYKLO_SHOP_URL"))
     currency: str = Field("PLN", validation_alias=_env("CYKLO_CURRENCY"))

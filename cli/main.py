@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from cli.api import api
 from cli.errors import exit_on_error
 from cli.simulate import simulate
 from cli.validate import validate
@@ -25,7 +26,7 @@ def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-for _command in (validate, simulate, worker):
+for _command in (validate, simulate, worker, api):
     app.command()(_guarded(_command))
 
 

@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from connection import installed_binary, quiet_runtime, register_search_attributes
+from definition.model import Journey
 from definition.schedule import zone
 from emulator.server import ProviderEmulator
 from publishing import publish_journeys
@@ -113,12 +114,9 @@ async def _run(
     env: WorkflowEnvironment, settings: Settings, scenario: Scenario, record_histories: bool
 ) -> SimulationResult:
     with session_for(settings.database_url) as session:
-        journeys = [
-            journey_versions.get(session, journey_id).definition for journey_id in _published_ids(settings)
+        definitions = [
+            Journey.model_validate_json(text) for text in journey_versions.newest_definitions(session)
         ]
-    from definition.model import Journey
-
-    definitions = [Journey.model_validate_json(text) for text in journeys]
     router = EventRouter(env.client, settings, definitions)
     offset = scenario.start - await env.get_current_time()
     timeline: list[TimelineEntry] = []
@@ -159,13 +157,6 @@ async def _sleep_until(env: WorkflowEnvironment, offset: timedelta, moment: date
     remaining = moment - (await env.get_current_time() + offset)
     if remaining > timedelta(0):
         await env.sleep(remaining)
-
-
-def _published_ids(settings: Settings) -> list[str]:
-    from storage.models import JourneyVersion
-
-    with session_for(settings.database_url) as session:
-        return sorted(set(session.exec(select(JourneyVersion.journey_id)).all()))
 
 
 async def _view(env: WorkflowEnvironment, journey_id: str, customer_id: str) -> JourneyView | None:

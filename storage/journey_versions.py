@@ -49,3 +49,12 @@ def get(session: Session, journey_id: str, version: int | None = None) -> Journe
             f"{wanted}journey {journey_id!r} is not published: run the worker or `cyklo publish`"
         )
     return row
+
+
+def published_ids(session: Session) -> list[str]:
+    return sorted(set(session.exec(select(JourneyVersion.journey_id)).all()))
+
+
+def newest_definitions(session: Session) -> list[str]:
+    """The newest published definition (JSON) of every journey: what new events are routed by."""
+    return [get(session, journey_id).definition for journey_id in published_ids(session)]

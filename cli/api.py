@@ -1,0 +1,20 @@
+"""`cyklo api`: the HTTP API for the shop platform and support."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the API (OpenAPI docs at /docs); keys come from CYKLO_API_KEYS."""
+    import uvicorn
+
+    from api.app import create_app
+    from settings import get_settings
+
+    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info")

@@ -1,0 +1,134 @@
+"""The HTTP API: auth and scopes, validation that names the field, batches, idempotency, support view."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from api.app import create_app
+from tests.conftest import JOURNEYS, World
+from worker import build_worker
+
+EVENTS_KEY = "shop-platform-key-0001"
+SUPPORT_KEY = "support-desk-key-00001"
+AS_SHOP = {"Authorization": f"Bearer {EVENTS_KEY}"}
+AS_SUPPORT = {"Authorization": f"Bearer {SUPPORT_KEY}"}
+ALA = {
+    "email": "ala@example.com",
+    "phone": "601 234 567",
+    "first_name": "Ala",
+    "locale": "pl",
+    "timezone": "Europe/Warsaw",
+    "consents": {"email": True, "sms": True, "source": "signup form"},
+}
+
+
+@pytest.fixture
+async def api(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    settings = world.settings.model_copy(
+        update={
+            "journeys_dir": JOURNEYS,
+            "api_keys": f"{EVENTS_KEY}=events;{SUPPORT_KEY}=support:read,support:write",
+            "max_request_bytes": 200_000,
+        }
+    )
+    app = create_app(settings, client=world.env.client)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(world.env.client, settings, executor), app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://cyklo.test") as client:
+                yield client
+
+
+def signed_up(event_id: str, customer: str = "c-ala") -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "customer_id": customer,
+        "type": "signed_up",
+        "occurred_at": "2026-03-02T10:00:00+01:00",
+    }
+
+
+async def test_health_needs_no_key(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/health")).json() == {"status": "ok"}
+
+
+async def test_every_other_route_needs_a_key_with_the_right_scope(api: httpx.AsyncClient) -> None:
+    assert (await api.put("/v1/customers/c-ala", json=ALA)).status_code == 401
+    assert (
+        await api.put("/v1/customers/c-ala", json=ALA, headers={"Authorization": "Bearer wrong"})
+    ).status_code == 401
+    assert (await api.put("/v1/customers/c-ala", json=ALA, headers=AS_SUPPORT)).status_code == 403
+    assert (await api.get("/v1/customers/c-ala", headers=AS_SHOP)).status_code == 403
+    assert (await api.post("/v1/events", json=signed_up("e-0"), headers=AS_SUPPORT)).status_code == 403
+
+
+async def test_bad_profile_gets_422_naming_the_field(api: httpx.AsyncClient) -> None:
+    answer = await api.put(
+        "/v1/customers/c-ala", json={**ALA, "email": "not-an-email", "timezone": "Mars/Base"}, headers=AS_SHOP
+    )
+
+    assert answer.status_code == 422
+    fields = {problem["field"] for problem in answer.json()["detail"]}
+    assert fields == {"email", "timezone"}
+
+
+async def test_batch_keeps_good_events_and_names_the_bad_field(api: httpx.AsyncClient, world: World) -> None:
+    await api.put("/v1/customers/c-ala", json=ALA, headers=AS_SHOP)
+    batch = [
+        signed_up("e-1"),
+        {"event_id": "e-2", "customer_id": "c-ala", "type": "Purchase!"},
+        signed_up("e-1"),
+    ]
+
+    answer = await api.post("/v1/events", json=batch, headers=AS_SHOP)
+
+    assert answer.status_code == 202
+    body = answer.json()
+    assert [result["status"] for result in body["results"]] == ["accepted", "rejected", "duplicate"]
+    assert body["results"][1]["errors"][0]["field"] == "type"
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (1, 1, 1)
+
+
+async def test_all_rejected_is_422_and_oversized_is_413(api: httpx.AsyncClient) -> None:
+    rejected = await api.post(
+        "/v1/events",
+        json=[{"customer_id": "c-1", "type": "x", "properties": {"email": "a@b.pl"}}],
+        headers=AS_SHOP,
+    )
+    too_big = await api.post(
+        "/v1/events",
+        content=b"[" + b" " * 300_000 + b"]",
+        headers={**AS_SHOP, "Content-Type": "application/json"},
+    )
+    too_many = await api.post("/v1/events", json=[signed_up(f"e-{n}") for n in range(1001)], headers=AS_SHOP)
+
+    assert rejected.status_code == 422
+    assert "personal data" in rejected.json()["results"][0]["errors"][0]["message"]
+    assert too_big.status_code == 413
+    assert too_many.status_code == 422 and "at most 1000" in too_many.json()["detail"][0]["message"]
+
+
+async def test_support_sees_stage_messages_and_events_of_one_customer(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    await api.put("/v1/customers/c-ala", json=ALA, headers=AS_SHOP)
+    await api.post("/v1/events", json=signed_up("e-10"), headers=AS_SHOP)
+    await world.env.sleep(timedelta(minutes=5))
+
+    answer = await api.get("/v1/customers/c-ala", headers=AS_SUPPORT)
+
+    assert answer.status_code == 200
+    record = answer.json()
+    assert record["profile"]["phone"] == "+48601234567"
+    assert record["journeys"]["lifecycle"]["stage"] == "prospect"
+    assert record["journeys"]["lifecycle"]["next_wake_reason"] == "wait (prospect/1)"
+    assert [(message["template"], message["status"]) for message in record["messages"]] == [
+        ("welcome", "sent")
+    ]
+    assert [event["event_id"] for event in record["events"]] == ["e-10"]
+    assert (await api.get("/v1/customers/nobody", headers=AS_SUPPORT)).status_code == 404
