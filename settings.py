@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     """`KEY=scope,scope;KEY2=scope`: scopes events, support:read, support:write."""
     max_request_bytes: int = Field(5_000_000, gt=0, validation_alias=_env("CYKLO_MAX_REQUEST_BYTES"))
 
+    sendgrid_webhook_public_key: str = Field("", validation_alias=_env("SENDGRID_WEBHOOK_PUBLIC_KEY"))
+    """The event webhook's verification key as SendGrid shows it (base64 of the DER key)."""
+    public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("CYKLO_PUBLIC_URL"))
+    """The API's URL as providers call it: Twilio signs that URL."""
+    webhook_max_age_seconds: int = Field(600, gt=0, validation_alias=_env("CYKLO_WEBHOOK_MAX_AGE"))
+
     shop_name: str = Field("cyklo shop", validation_alias=_env("CYKLO_SHOP_NAME"))
     shop_url: str = Field("https://shop.example.com", validation_alias=_env("CYKLO_SHOP_URL"))
     currency: str = Field("PLN", validation_alias=_env("CYKLO_CURRENCY"))

@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import webhooks
 from api.auth import parse_keys, requires
 from definition.model import Journey
 from routing.events import EventRouter, IncomingEvent
@@ -80,6 +81,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
                 status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             )
         return await call_next(request)
+
+    app.include_router(webhooks.router)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

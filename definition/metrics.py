@@ -16,6 +16,9 @@ POINTS_VALIDITY = timedelta(days=365)
 """Loyalty points (1 per 1 PLN) expire this long after the last purchase."""
 ROLLING_YEAR = timedelta(days=365)
 FAVOURITES = 3
+REACTION_EVENTS = frozenset({"email_opened", "email_clicked"})
+METRIC_EVENTS = frozenset({"purchase"}) | REACTION_EVENTS
+"""Events every journey receives, whatever it waits for: the metrics are made of them."""
 
 
 class Purchase(BaseModel):

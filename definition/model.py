@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from definition.durations import Duration
+from definition.metrics import METRIC_EVENTS
 
 Channel = Literal["email", "sms"]
 _NAME = r"^[a-z][a-z0-9_]*$"
@@ -225,7 +226,7 @@ class Journey(_Strict):
 
     def event_types(self) -> set[str]:
         """Every event type this journey reacts to; the router sends it these."""
-        types = {entry.on for entry in self.entry} | {"purchase"}
+        types = {entry.on for entry in self.entry} | METRIC_EVENTS
         for stage in self.stages.values():
             for transition in stage.transitions:
                 types.update(t for t in (transition.on, transition.without) if t)

@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 with workflow.unsafe.imports_passed_through():
     from definition.conditions import ConditionError, evaluate
     from definition.durations import format_duration
+    from definition.metrics import REACTION_EVENTS
     from definition.model import Journey
     from definition.program import (
         Branch,
@@ -70,8 +71,6 @@ def workflow_runner() -> SandboxedWorkflowRunner:
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )
 
-
-REACTION_EVENTS = frozenset({"email_opened", "email_clicked"})
 
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
