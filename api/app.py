@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import webhooks
+from api import support, webhooks
 from api.auth import parse_keys, requires
 from definition.model import Journey
 from routing.events import EventRouter, IncomingEvent
@@ -83,6 +83,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         return await call_next(request)
 
     app.include_router(webhooks.router)
+    app.include_router(support.router)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

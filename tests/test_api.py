@@ -132,3 +132,81 @@ async def test_support_sees_stage_messages_and_events_of_one_customer(
     ]
     assert [event["event_id"] for event in record["events"]] == ["e-10"]
     assert (await api.get("/v1/customers/nobody", headers=AS_SUPPORT)).status_code == 404
+
+
+async def _enrol(api: httpx.AsyncClient, world: World) -> None:
+    await api.put("/v1/customers/c-ala", json=ALA, headers=AS_SHOP)
+    await api.post("/v1/events", json=signed_up("e-20"), headers=AS_SHOP)
+    await world.env.sleep(timedelta(minutes=5))
+
+
+async def act(api: httpx.AsyncClient, action: str, **body: object) -> httpx.Response:
+    return await api.post(f"/v1/customers/c-ala/journeys/lifecycle/{action}", json=body, headers=AS_SUPPORT)
+
+
+async def test_support_pauses_and_resumes_a_journey_and_is_recorded(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    await _enrol(api, world)
+
+    paused = await act(api, "pause", by="Ewa", reason="customer asked for a break")
+    again = await act(api, "pause", by="Ewa")
+    await world.env.sleep(timedelta(days=4))
+    while_paused = (await api.get("/v1/customers/c-ala", headers=AS_SUPPORT)).json()
+    resumed = await act(api, "resume", by="Ewa")
+    await world.env.sleep(timedelta(minutes=5))
+    after = (await api.get("/v1/customers/c-ala", headers=AS_SUPPORT)).json()
+
+    assert paused.status_code == 200 and paused.json()["paused"]["by"] == "Ewa"
+    assert again.status_code == 409 and "already paused by Ewa" in again.json()["detail"]
+    assert [message["template"] for message in while_paused["messages"]] == ["welcome"]
+    assert while_paused["journeys"]["lifecycle"]["next_wake_reason"] == "paused by Ewa"
+    assert resumed.status_code == 200
+    assert [message["template"] for message in after["messages"]] == ["first_order_nudge", "welcome"]
+    actions = after["journeys"]["lifecycle"]["support_actions"]
+    assert [(item["action"], item["by"]) for item in actions] == [("pause", "Ewa"), ("resume", "Ewa")]
+
+
+async def test_support_skips_a_wait_moves_a_stage_and_exits(api: httpx.AsyncClient, world: World) -> None:
+    await _enrol(api, world)
+
+    skipped = await act(api, "skip_wait")
+    await world.env.sleep(timedelta(minutes=5))
+    unknown = await act(api, "move_to", stage="vipp")
+    moved = await act(api, "move_to", stage="vip", reason="goodwill")
+    await world.env.sleep(timedelta(minutes=5))
+    exited = await act(api, "exit", reason="asked to stop")
+    record = (await api.get("/v1/customers/c-ala", headers=AS_SUPPORT)).json()
+
+    assert skipped.status_code == 200 and skipped.json()["support_actions"][0]["by"] == "key …0001"
+    assert unknown.status_code == 409 and "unknown stage 'vipp'" in unknown.json()["detail"]
+    assert moved.json()["stage"] == "vip"
+    assert exited.json()["exited"] == "exited by key …0001: asked to stop"
+    assert [message["template"] for message in record["messages"]] == [
+        "vip_welcome",
+        "first_order_nudge",
+        "welcome",
+    ]
+    after_exit = await act(api, "resume")
+    assert after_exit.status_code == 409 and "the journey has ended" in after_exit.json()["detail"]
+
+
+async def test_erasure_ends_journeys_deletes_the_profile_and_keeps_an_anonymous_ledger(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    await _enrol(api, world)
+
+    erased = await api.delete("/v1/customers/c-ala", headers=AS_SUPPORT)
+
+    assert erased.status_code == 200 and erased.json()["journeys_ended"] == ["lifecycle"]
+    assert (await api.get("/v1/customers/c-ala", headers=AS_SUPPORT)).status_code == 404
+    from sqlmodel import select
+
+    from storage.database import session_for
+    from storage.models import Message
+
+    with session_for(world.settings.database_url) as session:
+        rows = session.exec(select(Message)).all()
+    assert [(row.customer_id, row.template, row.status) for row in rows] == [("c-ala", "welcome", "sent")]
+    description = await world.env.client.get_workflow_handle("journey:lifecycle:c-ala").describe()
+    assert description.status is not None and description.status.name == "TERMINATED"

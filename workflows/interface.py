@@ -18,6 +18,7 @@ RECENT_MESSAGES = 20
 STAGE_HISTORY = 100
 SEND_MAX_ATTEMPTS = 25
 """Provider 429/5xx are retried this many times (backoff up to 10 minutes), then recorded failed."""
+SUPPORT_ACTIONS = 50
 SEEN_EVENT_IDS = 1000
 """Dedup window inside a workflow; the events table dedups for ever at ingestion."""
 
@@ -60,6 +61,22 @@ class StageChange(BaseModel):
     cause: str
 
 
+class SupportAction(BaseModel):
+    """A support person's request: who, and why (both kept in the journey's record)."""
+
+    by: str = Field(min_length=1, max_length=100)
+    reason: str = Field(default="", max_length=500)
+    stage: str | None = None
+    """For `move_to`: the stage to enter."""
+
+
+class SupportRecord(BaseModel):
+    at: datetime
+    action: str
+    by: str
+    reason: str = ""
+
+
 class WaitingFor(BaseModel):
     event: str
     when: str | None
@@ -90,6 +107,8 @@ class JourneyState(BaseModel):
     experiments: dict[str, str | None] = {}
     exited: str | None = None
     runs: int = 1
+    paused: SupportRecord | None = None
+    support_actions: list[SupportRecord] = []
 
 
 class JourneyInput(BaseModel):
@@ -124,6 +143,8 @@ class JourneyView(BaseModel):
     experiments: dict[str, str | None]
     exited: str | None
     runs: int
+    paused: SupportRecord | None = None
+    support_actions: list[SupportRecord] = []
 
 
 class JourneyResult(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 with workflow.unsafe.imports_passed_through():
@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         RECENT_MESSAGES,
         SEEN_EVENT_IDS,
         STAGE_HISTORY,
+        SUPPORT_ACTIONS,
         EventRecord,
         JourneyEvent,
         JourneyInput,
@@ -51,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
         SendOutcome,
         SendRequest,
         StageChange,
+        SupportAction,
+        SupportRecord,
         WaitingFor,
         bounded,
     )
@@ -91,6 +94,7 @@ class JourneyWorkflow:
         self.inbox: list[JourneyEvent] = list(input.pending)
         self.journey: CompiledJourney | None = None
         self.events_this_run = 0
+        self.support_changed = False
 
     @workflow.signal(name="event")
     def event(self, event: JourneyEvent) -> None:
@@ -119,7 +123,90 @@ class JourneyWorkflow:
             experiments=state.experiments,
             exited=state.exited,
             runs=state.runs,
+            paused=state.paused,
+            support_actions=state.support_actions,
         )
+
+    # --- support actions: updates whose validators refuse with a reason -----------------
+
+    @workflow.update(name="pause")
+    def pause(self, action: SupportAction) -> JourneyView:
+        self.state.paused = self._record("pause", action)
+        return self.view()
+
+    @pause.validator
+    def _can_pause(self, action: SupportAction) -> None:
+        self._refuse_if_ended()
+        if self.state.paused is not None:
+            raise ApplicationError(f"already paused by {self.state.paused.by}")
+
+    @workflow.update(name="resume")
+    def resume(self, action: SupportAction) -> JourneyView:
+        self._record("resume", action)
+        self.state.paused = None
+        return self.view()
+
+    @resume.validator
+    def _can_resume(self, action: SupportAction) -> None:
+        self._refuse_if_ended()
+        if self.state.paused is None:
+            raise ApplicationError("not paused")
+
+    @workflow.update(name="skip_wait")
+    def skip_wait(self, action: SupportAction) -> JourneyView:
+        self._record("skip_wait", action)
+        self.state.wake_at = self._now()
+        if self.state.waiting_for is not None:
+            self.state.waiting_for.deadline = self._now()
+        return self.view()
+
+    @skip_wait.validator
+    def _can_skip_wait(self, action: SupportAction) -> None:
+        self._refuse_if_ended()
+        if self.state.wake_at is None:
+            raise ApplicationError("the journey is not waiting: nothing to skip")
+        if isinstance(self._current_step(), Send):
+            raise ApplicationError(
+                "the next message waits for the end of quiet hours, a send rule that is not skipped"
+            )
+
+    @workflow.update(name="move_to")
+    def move_to(self, action: SupportAction) -> JourneyView:
+        assert action.stage is not None
+        self._record("move_to", action)
+        self._enter(action.stage, f"moved by {action.by}", None)
+        return self.view()
+
+    @move_to.validator
+    def _can_move_to(self, action: SupportAction) -> None:
+        self._refuse_if_ended()
+        stages = list(self._definition().stages) if self.journey else []
+        if action.stage not in stages:
+            raise ApplicationError(f"unknown stage {action.stage!r}: use one of {', '.join(stages)}")
+
+    @workflow.update(name="exit")
+    def exit(self, action: SupportAction) -> JourneyView:
+        self._record("exit", action)
+        self.state.exited = f"exited by {action.by}" + (f": {action.reason}" if action.reason else "")
+        return self.view()
+
+    @exit.validator
+    def _can_exit(self, action: SupportAction) -> None:
+        self._refuse_if_ended()
+
+    def _refuse_if_ended(self) -> None:
+        if self.state.exited is not None:
+            raise ApplicationError(f"the journey has ended ({self.state.exited})")
+        if self.journey is None:
+            raise ApplicationError("the journey is starting: try again in a moment")
+
+    def _record(self, name: str, action: SupportAction) -> SupportRecord:
+        detail = f"{action.reason} (to {action.stage})" if action.stage else action.reason
+        record = SupportRecord(at=self._now(), action=name, by=action.by, reason=detail)
+        self.state.support_actions = bounded([*self.state.support_actions, record], SUPPORT_ACTIONS)
+        # Wake the main loop: a resumed, skipped or moved journey has work to do now.
+        self.support_changed = True
+        return record
 
     @workflow.run
     async def run(self, input: JourneyInput) -> JourneyResult:
@@ -143,12 +230,12 @@ class JourneyWorkflow:
             self._publish_stage()
 
         while self.state.exited is None:
+            self.support_changed = False
             self._handle_inbox()
-            self._fire_due_transitions()
-            if self.state.exited is not None:
-                break
-            if await self._advance():
-                continue
+            if self.state.paused is None:
+                self._fire_due_transitions()
+                if await self._advance():
+                    continue
             if self.state.exited is not None:
                 break
             if self._should_continue_as_new():
@@ -169,7 +256,9 @@ class JourneyWorkflow:
             if timeout is not None and timeout <= timedelta(0):
                 continue
             try:
-                await workflow.wait_condition(lambda: bool(self.inbox), timeout=timeout)
+                await workflow.wait_condition(
+                    lambda: bool(self.inbox) or self.support_changed, timeout=timeout
+                )
             except TimeoutError:
                 pass  # the wake-up time came: the loop handles whatever is due
 
@@ -188,6 +277,8 @@ class JourneyWorkflow:
 
     def _next_wake(self) -> tuple[datetime | None, str | None]:
         """The earliest of the flow's own wake-up and the stage's period transitions."""
+        if self.state.paused is not None:
+            return None, f"paused by {self.state.paused.by}"
         candidates: list[tuple[datetime, str]] = []
         if self.state.wake_at is not None:
             candidates.append((self.state.wake_at, self.state.wake_reason or "wait"))
@@ -340,9 +431,12 @@ class JourneyWorkflow:
                         f"quiet hours: {instruction.spec.template} waits",
                     )
                     return False
+                entries = state.stage_entries
                 await self._send(instruction)
-                state.wake_at = state.wake_reason = None
-                state.pc += 1
+                # A support action may have moved the customer while the send ran.
+                if state.stage_entries == entries:
+                    state.wake_at = state.wake_reason = None
+                    state.pc += 1
                 return True
             if isinstance(instruction, Wait):
                 if state.wake_at is None:

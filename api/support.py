@@ -1,0 +1,130 @@
+"""Support: steer one customer's journey, list customers by stage, erase a customer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, Field
+from sqlmodel import select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import requires
+from settings import Settings
+from storage import journey_versions
+from storage.database import session_for
+from storage.models import Customer, Message, utcnow
+from workflows.interface import JourneyView, SupportAction, workflow_id
+
+Action = Literal["pause", "resume", "skip_wait", "move_to", "exit"]
+
+router = APIRouter(tags=["support"])
+
+
+class ActionRequest(BaseModel):
+    by: str | None = Field(default=None, max_length=100)
+    """The support person; defaults to the API key's label."""
+    reason: str = Field(default="", max_length=500)
+    stage: str | None = None
+
+
+@router.post("/v1/customers/{customer_id}/journeys/{journey_id}/{action}")
+async def act(
+    customer_id: str,
+    journey_id: str,
+    action: Action,
+    body: ActionRequest,
+    request: Request,
+    caller: str = Depends(requires("support:write")),
+) -> dict[str, Any]:
+    """Pause, resume, skip the current wait, move to a stage, or exit; a refusal says why (409)."""
+    client: Client = request.app.state.client
+    handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
+    support_action = SupportAction(by=body.by or caller, reason=body.reason, stage=body.stage)
+    try:
+        view = await handle.execute_update(action, support_action, result_type=JourneyView)
+    except WorkflowUpdateFailedError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"{action} refused: {error.cause or error}") from None
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        try:
+            closed = await handle.describe()
+        except RPCError:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"{customer_id!r} is not in journey {journey_id!r}"
+            ) from None
+        state = closed.status.name.lower() if closed.status else "closed"
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"{action} refused: the journey has ended ({state})"
+        ) from None
+    return view.model_dump(mode="json")
+
+
+@router.get("/v1/journeys/{journey_id}/customers", dependencies=[Depends(requires("support:read"))])
+async def customers_by_stage(
+    journey_id: str, request: Request, stage: str | None = None, limit: int = 100
+) -> dict[str, Any]:
+    """Customers of a journey, optionally in one stage (Temporal visibility on the search attributes)."""
+    query = f"JourneyId = '{_quoted(journey_id)}'"
+    if stage:
+        query += f" AND JourneyStage = '{_quoted(stage)}'"
+    found = []
+    async for execution in request.app.state.client.list_workflows(query, limit=min(limit, 1000)):
+        attributes = execution.typed_search_attributes
+        found.append(
+            {
+                "customer_id": next(
+                    (pair.value for pair in attributes if pair.key.name == "CustomerId"), None
+                ),
+                "stage": next((pair.value for pair in attributes if pair.key.name == "JourneyStage"), None),
+                "status": execution.status.name if execution.status else None,
+            }
+        )
+    return {"journey_id": journey_id, "stage": stage, "query": query, "customers": found}
+
+
+@router.delete("/v1/customers/{customer_id}", dependencies=[Depends(requires("support:write"))])
+async def erase(customer_id: str, request: Request) -> dict[str, Any]:
+    """GDPR erasure: journeys ended, profile deleted, ledger rows kept without personal data."""
+    settings: Settings = request.app.state.settings
+    client: Client = request.app.state.client
+    ended = []
+    for journey_id in await asyncio.to_thread(_journey_ids, settings):
+        handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
+        try:
+            await handle.terminate("customer erased")
+            ended.append(journey_id)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+    erased = await asyncio.to_thread(_erase_rows, settings, customer_id)
+    if not erased and not ended:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
+    return {"customer_id": customer_id, "journeys_ended": ended, "profile_deleted": erased}
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _journey_ids(settings: Settings) -> list[str]:
+    with session_for(settings.database_url) as session:
+        return journey_versions.published_ids(session)
+
+
+def _erase_rows(settings: Settings, customer_id: str) -> bool:
+    with session_for(settings.database_url) as session:
+        customer = session.get(Customer, customer_id)
+        for message in session.exec(select(Message).where(Message.customer_id == customer_id)).all():
+            # Provider error texts can quote an address; the rest of a row is ids and statuses.
+            if message.reason:
+                message.reason = "erased"
+            message.updated_at = utcnow()
+            session.add(message)
+        if customer is not None:
+            session.delete(customer)
+        session.commit()
+        return customer is not None
