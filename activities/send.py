@@ -24,7 +24,7 @@ from activities.provider_errors import InvalidPhone, ProviderRejected, ProviderR
 from activities.sms import normalize_phone, send_sms, sms_encoding
 from definition import templates
 from settings import Settings
-from storage import journey_versions
+from storage import journey_versions, ledger
 from storage.database import session_for
 from storage.models import Customer, Message, utcnow
 from workflows.interface import SEND_MAX_ATTEMPTS, SendOutcome, SendRequest
@@ -94,8 +94,14 @@ class MessageSender:
                 )
 
         with session_for(self.settings.database_url) as session:
-            message.provider_message_id = provider_id
-            return _outcome(_finish(session, message, "sent", None), customer)
+            # Read again: a delivery webhook may already have moved the row past `sent`.
+            current = session.get(Message, message.id)
+            assert current is not None
+            current.provider_message_id = provider_id
+            ledger.advance_status(session, current, "sent")
+            session.add(current)
+            session.commit()
+            return _outcome(current, customer)
 
     def _claim(self, session: Session, request: SendRequest) -> tuple[Message, Customer | None]:
         """Find or create the ledger row and decide, under the customer's lock, whether to send."""

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from cli.api import api
+from cli.dev import dev
 from cli.errors import exit_on_error
 from cli.simulate import simulate
 from cli.validate import validate
@@ -26,7 +27,7 @@ def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-for _command in (validate, simulate, worker, api):
+for _command in (validate, simulate, worker, api, dev):
     app.command()(_guarded(_command))
 
 

@@ -12,15 +12,22 @@ import json
 import re
 import secrets
 import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import phonenumbers
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from emulator.signing import sign_sendgrid, sign_twilio
 
 SENDGRID_PATH = "/v3/mail/send"
+DELIVERY_DELAY_SECONDS = 0.5
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 
 
@@ -46,6 +53,15 @@ class RecordedMessage:
         return data
 
 
+@dataclass(frozen=True)
+class Webhooks:
+    """Where and how the emulator reports deliveries, signed like the real providers."""
+
+    base_url: str
+    sendgrid_key: ec.EllipticCurvePrivateKey
+    twilio_auth_token: str
+
+
 @dataclass
 class _Fault:
     status: int
@@ -64,6 +80,65 @@ class ProviderEmulator:
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._webhooks: Webhooks | None = None
+
+    def send_webhooks_to(self, webhooks: Webhooks) -> None:
+        """From now on, every accepted message is reported delivered through signed webhooks."""
+        self._webhooks = webhooks
+
+    def report(self, message: RecordedMessage, event: str, **fields: Any) -> int:
+        """Post one signed webhook about `message` (email: delivered, open, click, bounce, …;
+        sms: sent, delivered, undelivered, failed); returns the HTTP status cyklo answered."""
+        webhooks = self._webhooks
+        if webhooks is None:
+            raise RuntimeError("no webhooks configured: call send_webhooks_to() first")
+        if message.channel == "email":
+            body = json.dumps(
+                [
+                    {
+                        "email": message.to,
+                        "timestamp": int(datetime.now(UTC).timestamp()),
+                        "event": event,
+                        "sg_event_id": secrets.token_urlsafe(16),
+                        "sg_message_id": message.provider_id,
+                        "category": message.categories,
+                        **message.custom_args,
+                        **fields,
+                    }
+                ]
+            ).encode()
+            timestamp = str(int(datetime.now(UTC).timestamp()))
+            headers = {
+                "Content-Type": "application/json",
+                "X-Twilio-Email-Event-Webhook-Signature": sign_sendgrid(
+                    webhooks.sendgrid_key, timestamp, body
+                ),
+                "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+            }
+            return _post(webhooks.base_url + "/webhooks/sendgrid", body, headers)
+        url = webhooks.base_url + "/webhooks/twilio/status"
+        params = {"MessageSid": message.provider_id, "MessageStatus": event, "To": message.to, **fields}
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": sign_twilio(webhooks.twilio_auth_token, url, params),
+        }
+        return _post(url, urlencode(params).encode(), headers)
+
+    def _report_delivery(self, message: RecordedMessage) -> None:
+        if self._webhooks is None:
+            return
+        events = ("processed", "delivered") if message.channel == "email" else ("sent", "delivered")
+
+        def deliver() -> None:
+            # Like the real providers, news of delivery comes a moment after the answer.
+            time.sleep(DELIVERY_DELAY_SECONDS)
+            for event in events:
+                try:
+                    self.report(message, event)
+                except OSError:
+                    return  # cyklo's API is not up: a real provider would retry; the emulator need not
+
+        threading.Thread(target=deliver, name="emulator-webhooks", daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -141,7 +216,9 @@ class ProviderEmulator:
     def _record(self, message: RecordedMessage) -> threading.Event | None:
         with self._lock:
             self._messages.append(message)
-            return self._held.get(message.channel)
+            gate = self._held.get(message.channel)
+        self._report_delivery(message)
+        return gate
 
 
 def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
@@ -314,6 +391,15 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - loopback URL from configuration
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def _twilio_error(code: int, message: str, status: int) -> dict[str, Any]:

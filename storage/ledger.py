@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from storage.models import Customer, Message, utcnow
 
 PROGRESS = {"sending": 0, "sent": 1, "delivered": 2, "opened": 3, "clicked": 4}
-FINAL_BAD = frozenset({"bounced", "failed", "spam_reported", "unsubscribed"})
+FINAL_BAD = frozenset({"bounced", "failed"})
 
 
 def advance_status(session: Session, message: Message, status: str, reason: str | None = None) -> bool:

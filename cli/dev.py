@@ -1,0 +1,42 @@
+"""`cyklo dev`: run everything locally with one command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def dev(
+    data: Annotated[Path, typer.Option(help="Folder for every piece of local data.")] = Path(".cyklo"),
+    demo: Annotated[bool, typer.Option(help="Enrol a few sample customers and send their events.")] = False,
+    api_port: Annotated[int, typer.Option(help="Port of the HTTP API.")] = 8000,
+    temporal_port: Annotated[int, typer.Option(help="Port of the Temporal dev server (UI: +1000).")] = 7233,
+    emulator_port: Annotated[int, typer.Option(help="Port of the provider emulator.")] = 8025,
+) -> None:
+    """Temporal dev server, worker, API and provider emulator on 127.0.0.1; Ctrl-C stops them all."""
+    from settings import get_settings
+    from stack.local import Ports, run
+
+    base = get_settings()
+    # The database goes into the data folder too, unless the environment names one.
+    in_folder = "CYKLO_DATABASE_URL" not in os.environ
+    settings = base.model_copy(update={"database_url": f"sqlite:///{data}/cyklo.db"}) if in_folder else base
+    ports = Ports(
+        temporal=temporal_port, temporal_ui=temporal_port + 1000, api=api_port, emulator=emulator_port
+    )
+    # A supervisor's SIGTERM stops the stack as cleanly as Ctrl-C: the dev server is a
+    # process of its own and must not outlive us.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        asyncio.run(run(data.resolve(), settings, ports, demo))
+    except KeyboardInterrupt:
+        typer.echo("cyklo stopped; start it again to resume every journey where it was")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,98 @@
+"""The Python client for the shop platform: `identify` a customer, `track` events, in batches."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+BATCH = 1000
+
+
+class CykloError(RuntimeError):
+    """The API refused a request; `status` and `detail` say why."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"cyklo API {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class Cyklo:
+    def __init__(self, base_url: str, api_key: str, timeout: float = 10.0) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout
+        )
+
+    def __enter__(self) -> Cyklo:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def identify(self, customer_id: str, **profile: Any) -> dict[str, Any]:
+        """Create or replace a profile: email, phone, first_name, locale, timezone, consents, attributes."""
+        return self._call("PUT", f"/v1/customers/{customer_id}", profile)
+
+    def track(
+        self,
+        customer_id: str,
+        type: str,
+        properties: dict[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Send one event; give `event_id` so a retry counts once."""
+        return self.track_batch(
+            [event(customer_id, type, properties, event_id=event_id, occurred_at=occurred_at)]
+        )
+
+    def track_batch(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """Send events in batches of up to 1,000; returns the merged per-event results."""
+        merged: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "results": []}
+        for start in range(0, len(events), BATCH):
+            answer = self._call("POST", "/v1/events", events[start : start + BATCH], allow=(202, 422))
+            for key in ("accepted", "duplicates", "rejected"):
+                merged[key] += answer.get(key, 0)
+            merged["results"] += [
+                {**item, "index": item["index"] + start} for item in answer.get("results", [])
+            ]
+        return merged
+
+    def _call(self, method: str, path: str, body: Any, allow: tuple[int, ...] = (200, 202)) -> dict[str, Any]:
+        response = self._http.request(method, path, json=body)
+        whole_batch_refused = response.status_code == 422 and "results" not in response.text
+        if response.status_code not in allow or whole_batch_refused:
+            raise CykloError(response.status_code, _detail(response))
+        result: dict[str, Any] = response.json()
+        return result
+
+
+def event(
+    customer_id: str,
+    type: str,
+    properties: dict[str, Any] | None = None,
+    *,
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id or f"ev-{uuid.uuid4()}",
+        "customer_id": customer_id,
+        "type": type,
+        "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
+        "properties": properties or {},
+    }
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        return response.json().get("detail", response.text)
+    except ValueError:
+        return response.text
