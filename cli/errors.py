@@ -6,6 +6,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import typer
+
 from definition.loader import JourneyProblems
 
 
@@ -21,8 +23,8 @@ def exit_on_error() -> Iterator[None]:
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except SystemExit:
-        raise
+    except (SystemExit, typer.Exit, typer.BadParameter):
+        raise  # typer's own exits and usage errors already speak to people
     except Exception as error:  # the last line of defence: a person reads this, not a developer
         print(f"cyklo: {type(error).__name__}: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -11,6 +11,7 @@ import typer
 from cli.api import api
 from cli.dev import dev
 from cli.errors import exit_on_error
+from cli.platform import act, customer_app, event, inspect, put_customer
 from cli.simulate import simulate
 from cli.validate import validate
 from cli.worker import worker
@@ -27,8 +28,10 @@ def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-for _command in (validate, simulate, worker, api, dev):
+for _command in (validate, simulate, worker, api, dev, event, inspect, act):
     app.command()(_guarded(_command))
+customer_app.command("put")(_guarded(put_customer))
+app.add_typer(customer_app, name="customer")
 
 
 if __name__ == "__main__":

@@ -65,8 +65,23 @@ class Cyklo:
             ]
         return merged
 
+    def customer(self, customer_id: str) -> dict[str, Any]:
+        """Support's view: profile, consents, journeys (stage, step, next wake-up), messages, events."""
+        return self._call("GET", f"/v1/customers/{customer_id}", None)
+
+    def act(self, customer_id: str, journey_id: str, action: str, **body: Any) -> dict[str, Any]:
+        """pause, resume, skip_wait, move_to (stage=…), exit; CykloError(409) says why one is refused."""
+        return self._call("POST", f"/v1/customers/{customer_id}/journeys/{journey_id}/{action}", body)
+
+    def erase(self, customer_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/customers/{customer_id}", None)
+
     def _call(self, method: str, path: str, body: Any, allow: tuple[int, ...] = (200, 202)) -> dict[str, Any]:
-        response = self._http.request(method, path, json=body)
+        response = (
+            self._http.request(method, path, json=body)
+            if body is not None
+            else self._http.request(method, path)
+        )
         whole_batch_refused = response.status_code == 422 and "results" not in response.text
         if response.status_code not in allow or whole_batch_refused:
             raise CykloError(response.status_code, _detail(response))

@@ -4,7 +4,10 @@ signed webhooks, and the Python client: the platform's and support's whole story
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -24,7 +27,7 @@ from client.platform import Cyklo
 from connection import SEARCH_ATTRIBUTE_NAMES, installed_binary
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
-from tests.conftest import JOURNEYS, emulator_settings
+from tests.conftest import JOURNEYS, REPO, emulator_settings
 from worker import build_worker
 
 KEY = "end-to-end-key-000000001"
@@ -177,3 +180,52 @@ async def _equals(value: Awaitable[Any], expected: Any) -> bool:
 
 async def _contains(value: Awaitable[Any], item: Any) -> bool:
     return item in await value
+
+
+async def cyklo_cli(stack: Stack, *arguments: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.main",
+        *arguments,
+        cwd=REPO,
+        env={**os.environ, "CYKLO_API_URL": stack.api_url, "CYKLO_API_KEY": KEY},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_verbs_drive_the_same_api(stack: Stack) -> None:
+    zone = _daytime_zone()
+    put = await cyklo_cli(
+        stack,
+        "customer",
+        "put",
+        "c-cli",
+        "--email",
+        "jan@example.com",
+        "--first-name",
+        "Jan",
+        "--timezone",
+        zone,
+        "--email-consent",
+    )
+    sent = await cyklo_cli(stack, "event", "signed_up", "c-cli", "--id", "cli-1")
+    again = await cyklo_cli(stack, "event", "signed_up", "c-cli", "--id", "cli-1")
+    bad = await cyklo_cli(stack, "event", "Signed Up", "c-cli")
+    await _eventually(lambda: _equals(stack.templates("c-cli"), [("welcome", "email", "delivered")]))
+    paused = await cyklo_cli(stack, "act", "pause", "c-cli", "--by", "Ewa")
+    refused = await cyklo_cli(stack, "act", "resume", "c-cli", "--journey", "abandoned_cart")
+    inspected = await cyklo_cli(stack, "inspect", "c-cli")
+    as_json = await cyklo_cli(stack, "inspect", "c-cli", "--json")
+
+    assert put == (0, "saved c-cli\n", "")
+    assert sent[1] == "cli-1: accepted\n" and again[1] == "cli-1: duplicate\n"
+    assert bad[0] == 1 and "rejected — type:" in bad[1], bad
+    assert paused[0] == 0 and "stage prospect; next: paused by Ewa" in paused[1]
+    assert refused[0] != 0 and "404" in refused[2] and "Traceback" not in refused[2]
+    assert "journey lifecycle v1: stage prospect, step prospect/1, paused by Ewa" in inspected[1]
+    assert "email welcome" in " ".join(inspected[1].split()) and "delivered" in inspected[1]
+    assert json.loads(as_json[1])["journeys"]["lifecycle"]["paused"]["by"] == "Ewa"
