@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import support, webhooks
+from api import pages, support, webhooks
 from api.auth import parse_keys, requires
 from definition.model import Journey
 from routing.events import EventRouter, IncomingEvent
@@ -84,6 +84,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     app.include_router(webhooks.router)
     app.include_router(support.router)
+    app.include_router(pages.router)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
@@ -138,17 +139,23 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         "/v1/customers/{customer_id}", tags=["support"], dependencies=[Depends(requires("support:read"))]
     )
     async def get_customer(customer_id: str, request: Request) -> dict[str, Any]:
-        record = await asyncio.to_thread(_customer_record, settings, customer_id)
-        if record is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
-        record["journeys"] = {
-            journey: view.model_dump(mode="json")
-            for journey in _published_ids(settings)
-            if (view := await _journey_view(request.app.state.client, journey, customer_id)) is not None
-        }
-        return record
+        return await customer_record(request, customer_id)
 
     return app
+
+
+async def customer_record(request: Request, customer_id: str) -> dict[str, Any]:
+    """Profile, consents, every journey's state, message history and recent events."""
+    settings: Settings = request.app.state.settings
+    record = await asyncio.to_thread(_customer_record, settings, customer_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
+    record["journeys"] = {
+        journey: view.model_dump(mode="json")
+        for journey in _published_ids(settings)
+        if (view := await _journey_view(request.app.state.client, journey, customer_id)) is not None
+    }
+    return record
 
 
 async def _json_body(request: Request) -> Any:

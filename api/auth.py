@@ -62,4 +62,6 @@ def _presented_key(request: Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer ") and header[7:].strip():
         return header[7:].strip()
-    return request.headers.get("X-API-Key") or None
+    # The support page is opened in a browser, which cannot send a header: it carries
+    # the key in its URL, and its forms pass it on.
+    return request.headers.get("X-API-Key") or request.query_params.get("key") or None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
@@ -19,6 +19,7 @@ from storage.models import Customer, Message, utcnow
 from workflows.interface import JourneyView, SupportAction, workflow_id
 
 Action = Literal["pause", "resume", "skip_wait", "move_to", "exit"]
+ACTIONS: tuple[str, ...] = get_args(Action)
 
 router = APIRouter(tags=["support"])
 
@@ -40,7 +41,14 @@ async def act(
     caller: str = Depends(requires("support:write")),
 ) -> dict[str, Any]:
     """Pause, resume, skip the current wait, move to a stage, or exit; a refusal says why (409)."""
-    client: Client = request.app.state.client
+    return await run_action(request.app.state.client, customer_id, journey_id, action, body, caller)
+
+
+async def run_action(
+    client: Client, customer_id: str, journey_id: str, action: str, body: ActionRequest, caller: str
+) -> dict[str, Any]:
+    if action not in ACTIONS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}: use {', '.join(ACTIONS)}")
     handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
     support_action = SupportAction(by=body.by or caller, reason=body.reason, stage=body.stage)
     try:

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -231,6 +232,9 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path == "/health":
                 self._json(200, {"status": "ok"})
+            elif self.path.split("?")[0] in ("/", "/outbox"):
+                page = outbox_page(emulator.messages()).encode()
+                self._send(200, page, {"Content-Type": "text/html; charset=utf-8"})
             elif self.path.startswith("/_emulator/messages"):
                 self._json(200, [message.as_json() for message in emulator.messages()])
             else:
@@ -391,6 +395,35 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
+
+
+def outbox_page(messages: list[RecordedMessage]) -> str:
+    """What the emulator received, as the customer would see it: newest first."""
+    from activities.sms import sms_encoding
+
+    cards = []
+    for message in reversed(messages):
+        when = message.received_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        if message.channel == "email":
+            body = (
+                f"<b>{escape(message.subject or '')}</b><br>"
+                f'<iframe sandbox="" style="width:100%;height:420px;border:1px solid #ddd" '
+                f'srcdoc="{escape(message.html or "", quote=True)}"></iframe>'
+                f"<details><summary>plain text</summary><pre>{escape(message.text or '')}</pre></details>"
+            )
+        else:
+            encoding, segments = sms_encoding(message.body or "")
+            body = f"<pre>{escape(message.body or '')}</pre><small>{encoding}, {segments} segment(s)</small>"
+        cards.append(
+            f'<section class="message {message.channel}"><p>{when} · {message.channel} to '
+            f"{escape(message.to)} · id {escape(message.provider_id)}</p>{body}</section>"
+        )
+    return (
+        '<!doctype html><html><head><meta charset="utf-8"><title>cyklo outbox</title>'
+        "<style>body{font-family:system-ui,sans-serif;margin:24px;max-width:900px}"
+        "section{border-bottom:1px solid #ccc;padding:12px 0}</style></head><body>"
+        f"<h1>Outbox — {len(messages)} message(s)</h1>{''.join(cards) or '<p>Nothing sent yet.</p>'}</body></html>"
+    )
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> int:

@@ -167,7 +167,8 @@ async def run(
                     [
                         "cyklo is running on 127.0.0.1 (Ctrl-C stops everything):",
                         f"  API docs       {api_url}/docs",
-                        f"  outbox         {emulator.url}/_emulator/messages",
+                        f"  support page   {api_url}/support/demo-1?key={api_key}",
+                        f"  outbox         {emulator.url}/outbox",
                         f"  Temporal UI    http://127.0.0.1:{ports.temporal_ui}",
                         f"  data           {folder}",
                         f"  dev API key    {api_key}",

@@ -229,3 +229,62 @@ async def test_cli_verbs_drive_the_same_api(stack: Stack) -> None:
     assert "journey lifecycle v1: stage prospect, step prospect/1, paused by Ewa" in inspected[1]
     assert "email welcome" in " ".join(inspected[1].split()) and "delivered" in inspected[1]
     assert json.loads(as_json[1])["journeys"]["lifecycle"]["paused"]["by"] == "Ewa"
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+async def test_support_page_shows_the_customer_and_an_action_clicked_takes_effect(
+    stack: Stack, tmp_path: Path
+) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
+    from playwright.async_api import async_playwright
+
+    with Cyklo(stack.api_url, KEY) as cyklo:
+        await asyncio.to_thread(
+            cyklo.identify,
+            "c-web",
+            email="web@example.com",
+            first_name="Wera",
+            timezone=_daytime_zone(),
+            consents={"email": True},
+        )
+        await asyncio.to_thread(cyklo.track, "c-web", "signed_up", event_id="web-1")
+    await _eventually(lambda: _equals(stack.templates("c-web"), [("welcome", "email", "delivered")]))
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = await browser.new_page()
+        await page.goto(f"{stack.api_url}/support/c-web?key={KEY}")
+        assert await page.locator("h1").inner_text() == "Customer c-web"
+        current = page.locator("#journey-lifecycle .stage.current")
+        assert await current.get_attribute("data-stage") == "prospect"
+        assert "email welcome" in await page.locator("#timeline").inner_text()
+        assert "wait (prospect/1)" in await page.locator("#journey-lifecycle").inner_text()
+
+        await page.locator("#journey-lifecycle button", has_text="Pause").click()
+        await page.wait_for_selector("#notice")
+        assert await page.locator("#notice").inner_text() == "pause: done"
+        assert "paused by key …0001" in await page.locator("#journey-lifecycle").inner_text()
+        await page.screenshot(path=str(tmp_path / "support.png"), full_page=True)
+
+        await page.locator("#journey-lifecycle button", has_text="Pause").click()
+        assert "already paused" in await page.locator("#notice").inner_text()
+
+        await page.goto(f"{stack.emulator.url}/outbox")
+        assert "Witaj w cyklo shop" in await page.locator("body").inner_text()
+        await browser.close()
+
+    view = await stack.env.client.get_workflow_handle("journey:lifecycle:c-web").query("state")
+    assert view["paused"]["by"] == "key …0001"
