@@ -13,7 +13,6 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 from temporalio import activity
@@ -50,8 +49,11 @@ class MessageSender:
             try:
                 rendered = self._render(session, request, message, customer)
                 destination = self._destination(request, customer)
-            except (TemplateError, InvalidPhone) as problem:
+            except InvalidPhone as problem:
                 return _outcome(_finish(session, message, "failed", str(problem)), customer)
+            except Exception as problem:  # a template failing at render time, whatever its error
+                reason = f"template error: {type(problem).__name__}: {problem}"
+                return _outcome(_finish(session, message, "failed", reason), customer)
 
         try:
             if request.channel == "email":
@@ -212,7 +214,8 @@ def _refusal(session: Session, request: SendRequest, customer: Customer | None) 
         .where(
             Message.customer_id == request.customer_id,
             col(Message.transactional).is_(False),
-            col(Message.status).in_(DELIVERED_STATUSES),
+            # In flight counts too: two journeys sending at once must not both pass.
+            col(Message.status).in_((*DELIVERED_STATUSES, "sending", "retrying")),
             Message.scheduled_at > window_start,
             Message.scheduled_at <= request.send_at,
             Message.idempotency_key != request.idempotency_key,
@@ -237,9 +240,17 @@ def _outcome(message: Message, customer: Customer | None) -> SendOutcome:
     return SendOutcome(
         message_id=message.id,
         status=message.status,
-        reason=message.reason,
+        reason=public_reason(message),
         timezone=customer.timezone if customer is not None else None,
     )
+
+
+def public_reason(message: Message) -> str | None:
+    """The reason as the workflow may keep it: refusals verbatim (they hold no personal data),
+    failures by their kind only, since provider texts can quote an address or number."""
+    if message.reason is None or message.status in ("suppressed", "capped"):
+        return message.reason
+    return message.reason.split(":", 1)[0]
 
 
 def _discount_code() -> str:

@@ -27,11 +27,11 @@ def normalize_phone(raw: str, default_region: str) -> str:
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as error:
-        raise InvalidPhone(f"phone {raw!r} is not a phone number: {error}") from None
+        raise InvalidPhone(f"invalid phone: not a phone number ({error})") from None
     if number.extension:
-        raise InvalidPhone(f"phone {raw!r} has an extension: SMS needs a mobile number")
+        raise InvalidPhone("invalid phone: it has an extension, SMS needs a mobile number")
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(f"phone {raw!r} is not a valid number (give it as E.164, e.g. +48601234567)")
+        raise InvalidPhone("invalid phone: not a valid number (give it as E.164, e.g. +48601234567)")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -43,7 +43,7 @@ class EventResult(BaseModel):
     index: int
     event_id: str | None
     status: str
-    """accepted, duplicate or rejected"""
+    """accepted, duplicate, rejected (bad input: fix it) or failed (not kept: send it again)"""
     errors: list[FieldError] = []
 
 
@@ -51,6 +51,7 @@ class EventsAccepted(BaseModel):
     accepted: int
     duplicates: int
     rejected: int
+    failed: int = 0
     results: list[EventResult]
 
 
@@ -129,10 +130,13 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             accepted=sum(result.status == "accepted" for result in results),
             duplicates=sum(result.status == "duplicate" for result in results),
             rejected=sum(result.status == "rejected" for result in results),
+            failed=sum(result.status == "failed" for result in results),
             results=results,
         )
         if summary.rejected == len(results):
             return JSONResponse(summary.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+        if summary.rejected + summary.failed == len(results):
+            return JSONResponse(summary.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
         return summary
 
     @app.get(
@@ -196,7 +200,11 @@ async def _route_all(router: EventRouter, items: list[Any]) -> list[EventResult]
         if first_index.setdefault(event.event_id, index) != index:
             return EventResult(index=index, event_id=event.event_id, status="duplicate")
         async with gate:
-            outcome = await router.route(event)
+            try:
+                outcome = await router.route(event)
+            except Exception:  # Temporal unreachable or timing out: the event was not kept
+                problem = FieldError(field="event", message="could not reach the journeys: send it again")
+                return EventResult(index=index, event_id=event.event_id, status="failed", errors=[problem])
         return EventResult(index=index, event_id=event.event_id, status=outcome)
 
     return list(await asyncio.gather(*(one(index, item) for index, item in enumerate(items))))

@@ -310,15 +310,14 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
             if self._basic_user() != account_sid:
                 self._json(401, _twilio_error(20003, "Authenticate", 401))
                 return
-            fault = emulator._take_fault("sms")
-            if fault is not None:
-                self._fault(
-                    fault,
-                    _twilio_error(fault.code or 20500, f"emulated failure {fault.status}", fault.status),
-                )
-                return
             form = {key: values[0] for key, values in parse_qs(body.decode("utf-8")).items()}
             to = form.get("To", "")
+            fault = emulator._take_fault("sms")
+            if fault is not None:
+                # Twilio's own texts quote the number, e.g. for 21211 and 21610.
+                text = f"emulated failure {fault.status} for {to}"
+                self._fault(fault, _twilio_error(fault.code or 20500, text, fault.status))
+                return
             if not _valid_e164(to):
                 self._json(
                     400, _twilio_error(21211, f"The 'To' number {to} is not a valid phone number.", 400)

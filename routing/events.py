@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
@@ -55,6 +55,22 @@ class IncomingEvent(BaseModel):
 
     @field_validator("properties")
     @classmethod
+    def _purchase_amount(cls, properties: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # Order value drives points and the VIP threshold: a purchase must state it in numbers.
+        if info.data.get("type") != "purchase":
+            return properties
+        amount = properties.get("amount")
+        if isinstance(amount, str):
+            try:
+                amount = float(amount)
+            except ValueError:
+                raise ValueError(f"amount {amount!r} is not a number") from None
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+            raise ValueError("a purchase needs properties.amount, a number of 0 or more")
+        return {**properties, "amount": float(amount)}
+
+    @field_validator("properties")
+    @classmethod
     def _no_personal_data(cls, properties: dict[str, Any]) -> dict[str, Any]:
         found = sorted(_personal_keys(properties))
         if found:
@@ -85,6 +101,15 @@ class EventRouter:
     async def route(self, event: IncomingEvent, *, clock_offset: Any = None) -> Routing:
         if not await asyncio.to_thread(self._record, event):
             return "duplicate"
+        try:
+            await self._deliver(event, clock_offset)
+        except Exception:
+            # Not delivered means not accepted: forget the event so the shop's retry routes it.
+            await asyncio.to_thread(self._forget, event)
+            raise
+        return "accepted"
+
+    async def _deliver(self, event: IncomingEvent, clock_offset: Any) -> None:
         payload = JourneyEvent(
             event_id=event.event_id,
             type=event.type,
@@ -98,7 +123,13 @@ class EventRouter:
                 await self._signal_with_start(journey.journey, event.customer_id, payload, clock_offset)
             else:
                 await self._signal_running(journey.journey, event.customer_id, payload)
-        return "accepted"
+
+    def _forget(self, event: IncomingEvent) -> None:
+        with session_for(self.settings.database_url) as session:
+            recorded = session.get(Event, event.event_id)
+            if recorded is not None:
+                session.delete(recorded)
+                session.commit()
 
     def _record(self, event: IncomingEvent) -> bool:
         with session_for(self.settings.database_url) as session:

@@ -152,4 +152,28 @@ async def test_purchase_within_an_hour_of_abandoning_the_cart_means_no_reminder(
     )
 
     assert [entry for entry in messages(result, "abandoned_cart")] == []
-    assert result.journeys["abandoned_cart"].recent_events[-1].effect == "ended a wait_for"
+    assert result.journeys["abandoned_cart"].stage == "bought"
+
+
+async def test_a_first_order_of_2000_pln_makes_a_vip_at_once_with_its_order_confirmation() -> None:
+    result = await run(make_scenario(purchase("0s", "e-1", amount=2500.0), until="3d"))
+
+    assert [stage for _, stage in stages(result)] == ["vip"]
+    assert sent(result) == [
+        ("2026-03-02 10:00", "email", "thank_you"),
+        ("2026-03-02 10:00", "email", "vip_welcome"),
+    ]
+
+
+async def test_a_purchase_while_the_cart_reminder_waits_for_quiet_hours_cancels_it() -> None:
+    result = await run(
+        make_scenario(
+            {"at": "0s", "type": "cart_abandoned", "properties": {"cart_id": "k-1"}},
+            purchase("2h30m", "e-1"),
+            start="2026-03-02T20:30:00+01:00",
+            until="2d",
+        )
+    )
+
+    assert messages(result, "abandoned_cart") == []
+    assert result.journeys["abandoned_cart"].stage == "bought"

@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+from emulator.server import ProviderEmulator
 from tests.conftest import make_scenario, run
 from tests.test_lifecycle_journey import SIGNED_UP, purchase
 
@@ -27,7 +28,10 @@ def _payload_texts(node: Any) -> list[str]:
     return found
 
 
-async def test_a_customer_year_leaves_no_personal_data_in_history() -> None:
+async def test_a_customer_year_leaves_no_personal_data_in_history(emulator: ProviderEmulator) -> None:
+    # Provider errors quote the number or address: they must stay out of history too.
+    emulator.fail_next("sms", 400, code=21211)
+    emulator.fail_next("email", 400)
     scenario = make_scenario(
         SIGNED_UP,
         purchase("1d", "e-1"),
@@ -39,9 +43,13 @@ async def test_a_customer_year_leaves_no_personal_data_in_history() -> None:
         first_name=NAME,
     )
 
-    result = await run(scenario, record_histories=True)
+    result = await run(scenario, record_histories=True, emulator=emulator)
 
     assert len(result.histories) >= 2
+    failed = [entry for entry in result.timeline if entry.kind == "message" and entry.status == "failed"]
+    assert len(failed) == 2 and any(PHONE in (entry.detail or "") for entry in failed), (
+        "the ledger keeps the detail"
+    )
     texts = [text for history in result.histories for text in _payload_texts(json.loads(history))]
     assert any("lifecycle" in text for text in texts), "the payloads were decoded"
     for secret in (EMAIL, PHONE, PHONE.removeprefix("+48"), NAME):

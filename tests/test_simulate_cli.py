@@ -98,3 +98,13 @@ def test_event_without_time_zone_is_refused() -> None:
         )
 
     assert error.value.errors()[0]["loc"] == ("occurred_at",)
+
+
+def test_purchase_amount_must_be_a_number_and_numeric_text_is_taken() -> None:
+    taken = IncomingEvent(customer_id="c-1", type="purchase", properties={"amount": "2500.00"})
+    with pytest.raises(ValidationError) as error:
+        IncomingEvent(customer_id="c-1", type="purchase", properties={"amount": "lots"})
+
+    assert taken.properties["amount"] == 2500.0
+    assert error.value.errors()[0]["loc"] == ("properties",)
+    assert "amount 'lots' is not a number" in str(error.value)

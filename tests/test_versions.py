@@ -58,3 +58,29 @@ def _nudge_days_after_welcome(settings: Settings) -> dict[str, int]:
         for row in rows
         if row.template == "first_order_nudge"
     }
+
+
+async def test_the_same_event_signalled_twice_to_a_journey_counts_once(world: World) -> None:
+    from workflows.interface import JourneyEvent
+
+    publish_journeys(world.settings, [JOURNEYS])
+    scenario = make_scenario(SIGNED_UP, id="c-twice")
+    world.add_customers(scenario)
+    purchase = JourneyEvent(
+        event_id="p-1",
+        type="purchase",
+        occurred_at=scenario.start,
+        properties={"amount": 50.0, "order_id": "o-1"},
+    )
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(world.env.client, world.settings, executor):
+            await world.router().route(scenario.incoming(0, scenario.events[0]))
+            handle = world.env.client.get_workflow_handle(workflow_id("lifecycle", "c-twice"))
+            # As a retried signal would arrive: straight to the workflow, past the events table.
+            await handle.signal("event", purchase)
+            await handle.signal("event", purchase)
+            await world.env.sleep(timedelta(minutes=1))
+            view = await handle.query("state", result_type=JourneyView)
+
+    assert view.metrics["orders"] == 1
+    assert [event.effect for event in view.recent_events[-2:]] == ["moved to new", "duplicate, ignored"]
