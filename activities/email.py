@@ -10,7 +10,7 @@ from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, Content, CustomArg, From, Header, Mail, Subject, To
 
-from activities.provider_errors import ProviderRejected, ProviderRetryable
+from activities.provider_errors import ProviderAmbiguous, ProviderRejected, ProviderRetryable, never_connected
 from settings import Settings
 
 _clients = threading.local()
@@ -73,7 +73,9 @@ def send_email(email: OutgoingEmail, settings: Settings) -> str:
             ) from error
         raise ProviderRejected(str(status), f"SendGrid rejected the email: {body[:300]}") from error
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
-        raise ProviderRetryable(f"SendGrid unreachable: {error}") from error
+        if never_connected(error):
+            raise ProviderRetryable(f"SendGrid unreachable: {error}") from error
+        raise ProviderAmbiguous(f"SendGrid did not answer: {error}") from error
     return str(response.headers.get("X-Message-Id", ""))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 
 class ProviderRetryable(Exception):
     """429, 5xx, timeouts, connection refused: the same request may succeed later."""
@@ -19,6 +21,35 @@ class ProviderRejected(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class ProviderAmbiguous(Exception):
+    """The request went out but no answer came (read timeout, reset): the provider may have
+    taken the message, so sending again could send it twice."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def never_connected(error: BaseException) -> bool:
+    """True if the request provably never reached the provider: safe to send again."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        name = type(seen).__name__
+        if name in ("NewConnectionError", "ConnectTimeout", "NameResolutionError"):
+            return True
+        reason = getattr(seen, "reason", None)
+        if isinstance(reason, BaseException) and reason is not seen and never_connected(reason):
+            return True
+        seen = (
+            seen.__cause__
+            or seen.__context__
+            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        )
+    return False
 
 
 class InvalidPhone(ValueError):

@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.email import OutgoingEmail, send_email
-from activities.provider_errors import InvalidPhone, ProviderRejected, ProviderRetryable
+from activities.provider_errors import InvalidPhone, ProviderAmbiguous, ProviderRejected, ProviderRetryable
 from activities.sms import normalize_phone, send_sms, sms_encoding
 from definition import templates
 from settings import Settings
@@ -89,6 +89,10 @@ class MessageSender:
                 type="ProviderRetryable",
                 next_retry_delay=timedelta(seconds=problem.retry_after) if problem.retry_after else None,
             ) from problem
+        except ProviderAmbiguous as problem:
+            reason = f"outcome unknown: {problem.message}; not resent, to avoid a duplicate"
+            with session_for(self.settings.database_url) as session:
+                return _outcome(_finish(session, message, "failed", reason), customer)
         except ProviderRejected as problem:
             with session_for(self.settings.database_url) as session:
                 return _outcome(

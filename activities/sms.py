@@ -11,7 +11,13 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from activities.provider_errors import InvalidPhone, ProviderRejected, ProviderRetryable
+from activities.provider_errors import (
+    InvalidPhone,
+    ProviderAmbiguous,
+    ProviderRejected,
+    ProviderRetryable,
+    never_connected,
+)
 from settings import Settings
 
 GSM7_BASIC = set(
@@ -88,5 +94,7 @@ def send_sms(to: str, body: str, settings: Settings) -> str:
     except TwilioException as error:
         raise ProviderRetryable(f"Twilio error: {error}") from error
     except (OSError, ConnectionError) as error:
-        raise ProviderRetryable(f"Twilio unreachable: {error}") from error
+        if never_connected(error):
+            raise ProviderRetryable(f"Twilio unreachable: {error}") from error
+        raise ProviderAmbiguous(f"Twilio did not answer: {error}") from error
     return str(message.sid)

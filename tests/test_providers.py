@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from activities.email import OutgoingEmail, send_email
-from activities.provider_errors import InvalidPhone, ProviderRejected, ProviderRetryable
+from activities.provider_errors import InvalidPhone, ProviderAmbiguous, ProviderRejected, ProviderRetryable
 from activities.sms import normalize_phone, send_sms, sms_encoding
 from emulator.server import ProviderEmulator
 from settings import Settings
@@ -230,3 +230,20 @@ def test_a_malformed_request_would_fail_the_contract_check(contracts: Path) -> N
 
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(schema).validate({"subject": "no recipients"})
+
+
+def test_no_answer_after_the_request_went_out_is_ambiguous_not_retryable(emulator: ProviderEmulator) -> None:
+    settings = emulator_settings(emulator, provider_timeout_seconds=1)
+    emulator.hold("email")
+    emulator.hold("sms")
+    try:
+        with pytest.raises(ProviderAmbiguous):
+            send_email(an_email(), settings)
+        with pytest.raises(ProviderAmbiguous):
+            send_sms("+48601234567", "hej", settings)
+    finally:
+        emulator.release()
+
+    assert len(emulator.messages("email")) == 1 and len(emulator.messages("sms")) == 1, (
+        "the provider did take them"
+    )
