@@ -195,3 +195,33 @@ def test_sms_encoding_and_segments_are_recorded_in_the_ledger(
     assert row.sms_encoding == "UCS-2"
     assert row.sms_segments == -(-len(sms.body or "") // 67)
     assert row.provider_message_id == sms.provider_id
+
+
+def test_two_journeys_sending_at_once_cannot_both_pass_the_cap(
+    published: Settings, emulator: ProviderEmulator
+) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    sender = MessageSender(published)
+    for day in range(2):
+        assert sender.send_message(_request(f"before-{day}", SEND_AT + timedelta(days=day))).status == "sent"
+    emulator.hold("email")  # both sends stay in flight together
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        racing = [
+            pool.submit(
+                sender.send_message,
+                _request(f"race-{n}", SEND_AT + timedelta(days=3), journey_id=journey, template=template),
+            )
+            for n, (journey, template) in enumerate(
+                [("lifecycle", "welcome"), ("abandoned_cart", "cart_reminder")]
+            )
+        ]
+        while len(emulator.messages("email")) < 3 and not all(future.done() for future in racing):
+            time.sleep(0.01)
+        emulator.release()
+        statuses = sorted(future.result().status for future in racing)
+
+    assert statuses == ["capped", "sent"]
+    assert len(emulator.messages("email")) == 3
