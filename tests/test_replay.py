@@ -7,7 +7,6 @@ workflow.patched(); this test is what tells.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.interface import JourneyInput
+from workflows.interface import JourneyInput, JourneyResult
 from workflows.journey import JourneyWorkflow, workflow_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -41,18 +40,25 @@ async def test_recorded_history_replays_without_nondeterminism(path: Path) -> No
 
 
 @workflow.defn(name="Journey")
-class JourneyThatSleepsFirst:
-    """A changed workflow under the same name: what an unguarded edit would look like."""
+class JourneyWithoutStageAttributes(JourneyWorkflow):
+    """The real workflow with one small unguarded change: it stops upserting the stage."""
 
     @workflow.run
-    async def run(self, _: JourneyInput) -> None:
-        await workflow.sleep(timedelta(seconds=1))
+    async def run(self, input: JourneyInput) -> JourneyResult:
+        return await super().run(input)
+
+    def _publish_stage(self) -> None:
+        pass
 
 
-async def test_an_unguarded_change_is_caught_by_the_replay_check() -> None:
+async def test_a_small_unguarded_change_is_caught_by_the_replay_check() -> None:
     path = next(path for path in HISTORIES if path.stem.startswith("lifecycle_year"))
     history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
-    replayer = Replayer(workflows=[JourneyThatSleepsFirst], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[JourneyWithoutStageAttributes],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
 
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
 
