@@ -136,10 +136,10 @@ class World:
     env: WorkflowEnvironment
     settings: Settings
 
-    def router(self) -> EventRouter:
+    def router(self, settings: Settings | None = None) -> EventRouter:
         with session_for(self.settings.database_url) as session:
             lifecycle = Journey.model_validate_json(journey_versions.get(session, "lifecycle").definition)
-        return EventRouter(self.env.client, self.settings, [lifecycle])
+        return EventRouter(self.env.client, settings or self.settings, [lifecycle])
 
     def add_customers(self, *scenarios: Scenario) -> None:
         with session_for(self.settings.database_url) as session:

@@ -84,3 +84,33 @@ async def test_the_same_event_signalled_twice_to_a_journey_counts_once(world: Wo
 
     assert view.metrics["orders"] == 1
     assert [event.effect for event in view.recent_events[-2:]] == ["moved to new", "duplicate, ignored"]
+
+
+async def test_events_arriving_during_continue_as_new_are_all_kept(world: World) -> None:
+    from workflows.interface import JourneyEvent
+
+    settings = world.settings.model_copy(update={"events_per_run": 3})
+    publish_journeys(settings, [JOURNEYS])
+    scenario = make_scenario(SIGNED_UP, id="c-burst")
+    world.add_customers(scenario)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(world.env.client, settings, executor):
+            await world.router(settings).route(scenario.incoming(0, scenario.events[0]))
+            handle = world.env.client.get_workflow_handle(workflow_id("lifecycle", "c-burst"))
+            for number in range(20):
+                await handle.signal(
+                    "event",
+                    JourneyEvent(
+                        event_id=f"burst-{number}",
+                        type="email_opened",
+                        occurred_at=scenario.start,
+                        properties={},
+                    ),
+                )
+            await world.env.sleep(timedelta(minutes=1))
+            view = await world.env.client.get_workflow_handle(workflow_id("lifecycle", "c-burst")).query(
+                "state", result_type=JourneyView
+            )
+
+    assert view.metrics["emails_opened"] == 20
+    assert view.runs >= 2, "the burst went past events_per_run and continued as new"
