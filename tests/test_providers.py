@@ -191,8 +191,10 @@ def test_emails_sent_by_cyklo_match_sendgrid_mail_send_schema(
     send_email(an_email(), settings)
     send_email(an_email(unsubscribe_url=None, to_name=None), settings)
 
-    for message in emulator.messages("email"):
-        jsonschema.Draft202012Validator(schema).validate(message.raw)
+    validator = jsonschema.Draft202012Validator(schema)
+    bodies = [message.raw for message in emulator.messages("email")]
+    assert len(bodies) == 2
+    assert [list(validator.iter_errors(body)) for body in bodies] == [[], []]
 
 
 def test_sms_sent_by_cyklo_match_twilio_create_message_schema_and_the_answer_parses(
