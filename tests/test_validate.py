@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,14 @@ def test_a_layout_that_does_not_exist_is_named(journeys: Path) -> None:
     assert found == [
         f"welcome.html:1: template 'en/email/_frame.html' not found under {journeys / 'templates'}"
     ]
+
+
+def test_an_unquoted_time_of_day_means_that_time(journeys: Path) -> None:
+    path = journeys / "promo.yaml"
+    path.write_text(MINIMAL.replace("- wait: 2d", "- wait: {until: 10:30}"))
+
+    loaded, problems = load_journey(path)
+
+    assert problems == [] and loaded is not None
+    step = loaded.definition.stages["hello"].flow[1]
+    assert step.wait.until == time(10, 30)  # type: ignore[union-attr]
