@@ -19,8 +19,10 @@ from cli.worker import worker
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__)
 
 
-def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(command)
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The command, with any failure turned into one line for a person and an exit code."""
+
+    @functools.wraps(command)  # typer reads the parameters through __wrapped__
     def run(*args: Any, **kwargs: Any) -> Any:
         with exit_on_error():
             return command(*args, **kwargs)
@@ -28,9 +30,12 @@ def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+# A new command is a typed function in its own module (cli/<name>.py), listed here: the
+# function name is the command name, its docstring the help, and `guarded` keeps
+# tracebacks away from the people running it.
 for _command in (validate, simulate, worker, api, dev, event, inspect, act):
-    app.command()(_guarded(_command))
-customer_app.command("put")(_guarded(put_customer))
+    app.command()(guarded(_command))
+customer_app.command("put")(guarded(put_customer))
 app.add_typer(customer_app, name="customer")
 
 

@@ -105,7 +105,10 @@ class WaitStep(_Strict):
     @field_validator("wait", mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
-        return {"duration": value} if isinstance(value, str) else value
+        # A bare number (`wait: 5`) goes to the duration too, whose error asks for a unit.
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return {"duration": value}
+        return value
 
 
 class WaitForStep(_Strict):
