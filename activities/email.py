@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 import urllib.error
 from dataclasses import dataclass
@@ -10,7 +11,12 @@ from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, Content, CustomArg, From, Header, Mail, Subject, To
 
-from activities.provider_errors import ProviderAmbiguous, ProviderRejected, ProviderRetryable, never_connected
+from activities.provider_errors import (
+    ProviderAmbiguous,
+    ProviderRejected,
+    ProviderRetryable,
+    retry_after_seconds,
+)
 from settings import Settings
 
 _clients = threading.local()
@@ -30,12 +36,12 @@ class OutgoingEmail:
 
 def _client(settings: Settings) -> SendGridAPIClient:
     # One client per thread and configuration: the client keeps per-call headers on
-    # itself, so sharing it between activity threads would mix requests.
+    # itself, so sharing it between activity threads could mix requests.
     key = (settings.sendgrid_host, settings.sendgrid_api_key, settings.provider_timeout_seconds)
-    cache: dict[tuple[object, ...], SendGridAPIClient] = getattr(_clients, "cache", None) or {}
-    _clients.cache = cache
+    cache: dict[tuple[str, str, float], SendGridAPIClient] = _clients.__dict__.setdefault("cache", {})
     if key not in cache:
         client = SendGridAPIClient(api_key=settings.sendgrid_api_key, host=settings.sendgrid_host)
+        # The library waits for ever by default; an activity must not.
         client.client.timeout = settings.provider_timeout_seconds
         cache[key] = client
     return cache[key]
@@ -50,38 +56,41 @@ def build_mail(email: OutgoingEmail, settings: Settings) -> Mail:
         html_content=Content("text/html", email.html),
     )
     for key, value in email.custom_args.items():
-        # Per personalization: SendGrid echoes these in every webhook event.
+        # Per personalization, not top level: SendGrid echoes these in every webhook event,
+        # and its spec types the top-level field as a string.
         mail.personalizations[0].add_custom_arg(CustomArg(key, value))
     for category in email.categories:
         mail.add_category(Category(category))
     if email.unsubscribe_url:
+        # RFC 8058 one-click unsubscribe, which Gmail and Yahoo require of bulk senders.
         mail.add_header(Header("List-Unsubscribe", f"<{email.unsubscribe_url}>"))
         mail.add_header(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     return mail
 
 
 def send_email(email: OutgoingEmail, settings: Settings) -> str:
-    """Send; return SendGrid's message id. Raises ProviderRetryable or ProviderRejected."""
+    """Send; return SendGrid's message id (X-Message-Id).
+
+    Raises ProviderRetryable (429, 5xx, never connected), ProviderRejected (other 4xx) or
+    ProviderAmbiguous (the request went out but no answer came back)."""
+    if not settings.sendgrid_api_key:
+        # The library would send `Bearer None`; say what is wrong instead.
+        raise ProviderRejected("configuration", "SENDGRID_API_KEY is not set")
     try:
         response = _client(settings).send(build_mail(email, settings))
     except http_errors.HTTPError as error:
-        status = getattr(error, "status_code", 0) or 0
+        status = int(error.status_code or 0)
         body = error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else str(error.body)
         if status == 429 or status >= 500:
             raise ProviderRetryable(
-                f"SendGrid {status}: {body[:200]}", _retry_after(error.headers)
+                f"SendGrid {status}: {body[:200]}", retry_after_seconds(error.headers)
             ) from error
         raise ProviderRejected(str(status), f"SendGrid rejected the email: {body[:300]}") from error
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
-        if never_connected(error):
-            raise ProviderRetryable(f"SendGrid unreachable: {error}") from error
-        raise ProviderAmbiguous(f"SendGrid did not answer: {error}") from error
+    except urllib.error.URLError as error:
+        # urllib raises URLError only while connecting or writing the request; HTTP errors
+        # became HTTPError above. So SendGrid cannot have read the whole request: safe to resend.
+        raise ProviderRetryable(f"SendGrid unreachable: {error.reason}") from error
+    except (OSError, http.client.HTTPException) as error:
+        # Raised while waiting for or reading the answer: the request was sent in full.
+        raise ProviderAmbiguous(f"SendGrid did not answer: {type(error).__name__}: {error}") from error
     return str(response.headers.get("X-Message-Id", ""))
-
-
-def _retry_after(headers: object) -> float | None:
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -1,12 +1,14 @@
-"""How a provider call went wrong: worth retrying, or never going to work."""
+"""How a provider call went wrong: worth retrying, never going to work, or unknowable."""
 
 from __future__ import annotations
 
-import socket
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 
 class ProviderRetryable(Exception):
-    """429, 5xx, timeouts, connection refused: the same request may succeed later."""
+    """429, 5xx, or a connection that never carried the request: the same request may succeed later."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -15,7 +17,7 @@ class ProviderRetryable(Exception):
 
 
 class ProviderRejected(Exception):
-    """A permanent 4xx: bad address, unsubscribed number, invalid number."""
+    """A permanent 4xx: bad address, unsubscribed number, invalid number, bad credentials."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -32,25 +34,29 @@ class ProviderAmbiguous(Exception):
         self.message = message
 
 
-def never_connected(error: BaseException) -> bool:
-    """True if the request provably never reached the provider: safe to send again."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, (ConnectionRefusedError, socket.gaierror)):
-            return True
-        name = type(seen).__name__
-        if name in ("NewConnectionError", "ConnectTimeout", "NameResolutionError"):
-            return True
-        reason = getattr(seen, "reason", None)
-        if isinstance(reason, BaseException) and reason is not seen and never_connected(reason):
-            return True
-        seen = (
-            seen.__cause__
-            or seen.__context__
-            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
-        )
-    return False
-
-
 class InvalidPhone(ValueError):
     pass
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds the provider asked us to wait: `Retry-After` (seconds or an HTTP date), else
+    SendGrid's `X-RateLimit-Reset` (epoch seconds), else None."""
+    if not headers:
+        return None
+    value = headers.get("Retry-After")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+    reset = headers.get("X-RateLimit-Reset")
+    if reset is not None:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            return None
+    return None

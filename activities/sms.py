@@ -2,99 +2,159 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import phonenumbers
-from twilio.base.exceptions import TwilioException, TwilioRestException
+import requests
+from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
+from urllib3.exceptions import ConnectTimeoutError
 
 from activities.provider_errors import (
     InvalidPhone,
     ProviderAmbiguous,
     ProviderRejected,
     ProviderRetryable,
-    never_connected,
+    retry_after_seconds,
 )
 from settings import Settings
 
-GSM7_BASIC = set(
+GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
-GSM7_EXTENSION = set("^{}\\[~]|€\f")
+"""The GSM 03.38 default alphabet. No Polish letter (ą ć ę ł ń ó ś ź ż) is in it."""
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 """Sent as escape + character: two septets each."""
 
 
 def normalize_phone(raw: str, default_region: str) -> str:
-    """E.164 form of a mobile-capable number; InvalidPhone says what is wrong."""
+    """E.164 form of a valid number without an extension; InvalidPhone says what is wrong.
+
+    The messages leave the number out: they end up in logs and the send ledger."""
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as error:
         raise InvalidPhone(f"invalid phone: not a phone number ({error})") from None
     if number.extension:
-        raise InvalidPhone("invalid phone: it has an extension, SMS needs a mobile number")
+        raise InvalidPhone("invalid phone: it has an extension, an SMS cannot dial one")
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone("invalid phone: not a valid number (give it as E.164, e.g. +48601234567)")
+        raise InvalidPhone(
+            f"invalid phone: not a valid number for region {default_region} (give it as E.164, e.g. +48601234567)"
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def sms_encoding(text: str) -> tuple[str, int]:
-    """('GSM-7' or 'UCS-2', segments) as the carrier will count them."""
+    """('GSM-7' or 'UCS-2', segments) as the carrier will count them.
+
+    GSM-7: 160 septets alone, 153 per part; UCS-2: 70 UTF-16 units alone, 67 per part."""
     if all(character in GSM7_BASIC or character in GSM7_EXTENSION for character in text):
-        septets = sum(2 if character in GSM7_EXTENSION else 1 for character in text)
-        return "GSM-7", 1 if septets <= 160 else -(-septets // 153)
-    units = len(text.encode("utf-16-le")) // 2
-    return "UCS-2", 1 if units <= 70 else -(-units // 67)
+        septets = [2 if character in GSM7_EXTENSION else 1 for character in text]
+        return "GSM-7", _segments(septets, single=160, part=153)
+    units = [len(character.encode("utf-16-le")) // 2 for character in text]
+    return "UCS-2", _segments(units, single=70, part=67)
 
 
-class _RedirectingHttpClient(TwilioHttpClient):
-    """Sends every *.twilio.com request to another base URL (the emulator)."""
+def _segments(sizes: list[int], single: int, part: int) -> int:
+    if sum(sizes) <= single:
+        return 1
+    # Parts are filled character by character: an escape sequence or a surrogate pair is
+    # never split, so a part may end one unit short and the count exceed a plain division.
+    count, used = 1, 0
+    for size in sizes:
+        if used + size > part:
+            count, used = count + 1, 0
+        used += size
+    return count
 
-    def __init__(self, base_url: str, timeout: float) -> None:
+
+class _HttpClient(TwilioHttpClient):
+    """Twilio's own HTTP client, optionally sending every *.twilio.com request to another
+    base URL (the emulator), and keeping the last answer's headers for Retry-After, which
+    TwilioRestException does not carry."""
+
+    def __init__(self, timeout: float, base_url: str | None) -> None:
         super().__init__(timeout=timeout)
-        self._base = urlsplit(base_url)
+        self._base = urlsplit(base_url.rstrip("/")) if base_url else None
+        self.last_headers: Mapping[str, str] | None = None
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        self.last_headers = None
         parts = urlsplit(url)
-        if parts.hostname and parts.hostname.endswith("twilio.com"):
-            url = urlunsplit((self._base.scheme, self._base.netloc, parts.path, parts.query, parts.fragment))
-        return super().request(method, url, *args, **kwargs)
+        host = parts.hostname or ""
+        if self._base is not None and (host == "twilio.com" or host.endswith(".twilio.com")):
+            # Rewriting every host (api., api.dublin.ie1., …) keeps working when a region or
+            # edge is configured, which `client.api.base_url = …` would not.
+            url = urlunsplit(
+                (self._base.scheme, self._base.netloc, self._base.path + parts.path, parts.query, "")
+            )
+        response = super().request(method, url, *args, **kwargs)
+        self.last_headers = response.headers
+        return response
 
 
 _clients = threading.local()
 
 
-def _client(settings: Settings) -> Client:
-    key = (settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_base_url)
-    cache: dict[tuple[object, ...], Client] = getattr(_clients, "cache", None) or {}
-    _clients.cache = cache
+def twilio_client(settings: Settings) -> Client:
+    """The Twilio client for these settings, one per thread: its requests Session is not
+    meant to be shared between threads, and `last_headers` must be this call's."""
+    key = (
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_base_url,
+        settings.provider_timeout_seconds,
+    )
+    cache: dict[tuple[object, ...], Client] = _clients.__dict__.setdefault("cache", {})
     if key not in cache:
-        http: TwilioHttpClient = (
-            _RedirectingHttpClient(settings.twilio_base_url, settings.provider_timeout_seconds)
-            if settings.twilio_base_url
-            else TwilioHttpClient(timeout=settings.provider_timeout_seconds)
-        )
+        http = _HttpClient(settings.provider_timeout_seconds, settings.twilio_base_url)
         cache[key] = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http)
     return cache[key]
 
 
 def send_sms(to: str, body: str, settings: Settings) -> str:
-    """Send; return Twilio's message sid. Raises ProviderRetryable or ProviderRejected."""
+    """Send; return Twilio's message sid.
+
+    Raises ProviderRetryable (429, 5xx, never connected), ProviderRejected (other 4xx, e.g.
+    21211 invalid number, 21610 unsubscribed) or ProviderAmbiguous (the request went out but
+    no usable answer came back)."""
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        # The library would call /Accounts/None/… with the user "None"; say what is wrong instead.
+        raise ProviderRejected("configuration", "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set")
+    client = twilio_client(settings)
     try:
-        message = _client(settings).messages.create(to=to, from_=settings.sms_from, body=body)
-    except TwilioRestException as error:
-        if error.status == 429 or error.status >= 500:
-            raise ProviderRetryable(f"Twilio {error.status} ({error.code}): {error.msg}") from error
-        raise ProviderRejected(
-            str(error.code or error.status), f"Twilio rejected the SMS: {error.msg}"
-        ) from error
+        message = client.messages.create(to=to, from_=settings.sms_from, body=body)
     except TwilioException as error:
-        raise ProviderRetryable(f"Twilio error: {error}") from error
-    except (OSError, ConnectionError) as error:
-        if never_connected(error):
+        # TwilioRestException, and TwilioServiceException for problem-details bodies: both
+        # carry the HTTP status and Twilio's error code.
+        status = int(getattr(error, "status", 0) or 0)
+        code = getattr(error, "code", None)
+        text = getattr(error, "msg", None) or getattr(error, "detail", None) or str(error)
+        if status == 429 or status >= 500:
+            headers = cast(_HttpClient, client.http_client).last_headers
+            raise ProviderRetryable(
+                f"Twilio {status} ({code}): {text}", retry_after_seconds(headers)
+            ) from error
+        raise ProviderRejected(str(code or status), f"Twilio rejected the SMS: {text}") from error
+    except requests.ConnectionError as error:
+        if isinstance(error, requests.ConnectTimeout) or _never_connected(error):
             raise ProviderRetryable(f"Twilio unreachable: {error}") from error
         raise ProviderAmbiguous(f"Twilio did not answer: {error}") from error
+    except (requests.RequestException, json.JSONDecodeError) as error:
+        # A read timeout, a broken answer, or a 2xx that is not JSON: the request went out.
+        raise ProviderAmbiguous(f"Twilio did not answer: {type(error).__name__}: {error}") from error
     return str(message.sid)
+
+
+def _never_connected(error: requests.ConnectionError) -> bool:
+    # requests wraps urllib3's MaxRetryError; its reason tells a refused or unresolvable
+    # connection (NewConnectionError subclasses ConnectTimeoutError) from a dropped one.
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, ConnectTimeoutError)

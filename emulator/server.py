@@ -3,6 +3,9 @@
 It records every accepted message, can be told to fail the next requests (429 with
 Retry-After, 5xx, Twilio error codes), and can hold its answers back after accepting a
 message, so a test can kill a worker between the provider's acceptance and the reply.
+
+Threads: one per connection (stdlib ThreadingHTTPServer), so a held answer blocks only its
+own connection; the recorded state sits behind one lock.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import base64
 import json
 import re
 import secrets
+import socket
+import sys
 import threading
 import time
 import urllib.error
@@ -19,22 +24,45 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlencode
+from typing import Any, Literal, cast, get_args
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import phonenumbers
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from activities.sms import sms_encoding
 from emulator.signing import sign_sendgrid, sign_twilio
 
+Channel = Literal["email", "sms"]
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+
 SENDGRID_PATH = "/v3/mail/send"
-DELIVERY_DELAY_SECONDS = 0.5
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
+DELIVERY_DELAY_SECONDS = 0.5
+TWILIO_BODY_LIMIT = 1600
+
+# What Twilio says for the codes tests inject; {to} is the recipient, as Twilio quotes it.
+TWILIO_ERRORS = {
+    20003: "Authenticate",
+    20429: "Too Many Requests",
+    20500: "Internal Server Error",
+    20503: "Service Unavailable",
+    21211: "The 'To' number {to} is not a valid phone number.",
+    21408: "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: {to}.",
+    21602: "Message body is required.",
+    21603: "A 'From' phone number is required.",
+    21604: "A 'To' phone number is required.",
+    21610: "Attempt to send to unsubscribed recipient",
+    21612: "The 'To' phone number: {to}, is not currently reachable using the 'From' phone number via SMS.",
+    21614: "'To' number {to} is not a valid mobile number",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+}
+TWILIO_CODE_FOR_STATUS = {401: 20003, 429: 20429, 500: 20500, 503: 20503}
 
 
 @dataclass
 class RecordedMessage:
-    channel: str
+    channel: Channel
     provider_id: str
     to: str
     sender: str
@@ -45,7 +73,10 @@ class RecordedMessage:
     custom_args: dict[str, str] = field(default_factory=dict)
     categories: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    """The HTTP request's headers, credentials redacted. The email's own headers
+    (List-Unsubscribe, …) are in `raw["headers"]`, where SendGrid's API puts them."""
     raw: dict[str, Any] = field(default_factory=dict)
+    """SendGrid: the JSON body. Twilio: the form, a list where a field repeats."""
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def as_json(self) -> dict[str, Any]:
@@ -72,16 +103,111 @@ class _Fault:
 
 
 class ProviderEmulator:
+    """SendGrid's `POST /v3/mail/send` and Twilio's `POST …/Messages.json` on 127.0.0.1.
+
+    The port is bound at construction, so `url` is known before `start()`."""
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._lock = threading.Lock()
         self._messages: list[RecordedMessage] = []
-        self._attempts: dict[str, int] = {"email": 0, "sms": 0}
-        self._faults: dict[str, list[_Fault]] = {"email": [], "sms": []}
+        self._attempts: dict[str, int] = dict.fromkeys(CHANNELS, 0)
+        self._faults: dict[str, list[_Fault]] = {channel: [] for channel in CHANNELS}
         self._held: dict[str, threading.Event] = {}
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._stopping = False
+        self._server = _Server((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
+        self._closed = False
         self._webhooks: Webhooks | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> ProviderEmulator:
+        if self._thread is not None or self._closed:
+            raise RuntimeError("the emulator runs once: make a new one")
+        # A short poll interval: stop() waits for the serving loop to notice.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="provider-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and drop every open connection. Held requests end without an
+        answer, like a provider that took the message and then went away."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._stopping = True
+        self.release()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+        # Keep-alive connections outlive the listening socket: cut them, or a pooled
+        # client would still reach a "stopped" emulator.
+        self._server.drop_connections()
+
+    def __enter__(self) -> ProviderEmulator:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def messages(self, channel: Channel | None = None) -> list[RecordedMessage]:
+        """Accepted messages, oldest first."""
+        with self._lock:
+            return [message for message in self._messages if channel is None or message.channel == channel]
+
+    def attempts(self, channel: Channel) -> int:
+        """Requests that reached the channel's endpoint, accepted or not."""
+        with self._lock:
+            return self._attempts[_checked(channel)]
+
+    def fail_next(
+        self,
+        channel: Channel,
+        status: int,
+        count: int = 1,
+        retry_after: int | None = None,
+        code: int | None = None,
+    ) -> None:
+        """Answer the channel's next `count` requests with `status` (after faults already queued).
+
+        `retry_after` adds a Retry-After header; `code` is Twilio's error code (default from
+        the status, e.g. 20429 for 429)."""
+        if not 400 <= status <= 599:
+            raise ValueError(f"a fault is an HTTP error status (400-599), not {status}")
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        with self._lock:
+            self._faults[_checked(channel)].append(_Fault(status, count, retry_after, code))
+
+    def hold(self, channel: Channel) -> None:
+        """Accept and record the channel's requests at once, but answer none until release()."""
+        with self._lock:
+            self._held.setdefault(_checked(channel), threading.Event())
+
+    def release(self) -> None:
+        """Answer every held request and stop holding."""
+        with self._lock:
+            held, self._held = self._held, {}
+        for gate in held.values():
+            gate.set()
+
+    def reset(self) -> None:
+        """Forget messages, attempts and faults; answer held requests."""
+        self.release()
+        with self._lock:
+            self._messages.clear()
+            self._attempts = dict.fromkeys(CHANNELS, 0)
+            self._faults = {channel: [] for channel in CHANNELS}
 
     def send_webhooks_to(self, webhooks: Webhooks) -> None:
         """From now on, every accepted message is reported delivered through signed webhooks."""
@@ -125,6 +251,36 @@ class ProviderEmulator:
         }
         return _post(url, urlencode(params).encode(), headers)
 
+    # --- used by the request handler ----------------------------------------------------
+
+    def _attempt(self, channel: Channel) -> None:
+        with self._lock:
+            self._attempts[channel] += 1
+
+    def _take_fault(self, channel: Channel) -> _Fault | None:
+        with self._lock:
+            faults = self._faults[channel]
+            if not faults:
+                return None
+            fault = faults[0]
+            fault.count -= 1
+            if fault.count <= 0:
+                faults.pop(0)
+            return fault
+
+    def _accept(self, message: RecordedMessage) -> bool:
+        """Record the message, wait while its channel is held; False if the emulator
+        stopped meanwhile and the request must end without an answer."""
+        with self._lock:
+            self._messages.append(message)
+            # Once stopping, nothing would ever release a new hold.
+            gate = None if self._stopping else self._held.get(message.channel)
+        self._report_delivery(message)
+        if gate is not None:
+            gate.wait()
+        with self._lock:
+            return not self._stopping
+
     def _report_delivery(self, message: RecordedMessage) -> None:
         if self._webhooks is None:
             return
@@ -141,85 +297,45 @@ class ProviderEmulator:
 
         threading.Thread(target=deliver, name="emulator-webhooks", daemon=True).start()
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
-    def start(self) -> ProviderEmulator:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="provider-emulator", daemon=True
-        )
-        self._thread.start()
-        return self
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64  # bursts of sends from many activity threads
 
-    def stop(self) -> None:
-        self.release()
-        self._server.shutdown()
-        self._server.server_close()
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
 
-    def __enter__(self) -> ProviderEmulator:
-        return self.start()
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
 
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
 
-    def messages(self, channel: str | None = None) -> list[RecordedMessage]:
-        with self._lock:
-            return [message for message in self._messages if channel is None or message.channel == channel]
+    def drop_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its handler
 
-    def attempts(self, channel: str) -> int:
-        with self._lock:
-            return self._attempts[channel]
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (its timeout, a killed worker) while its answer was held is
+        # what hold mode is for, not an emulator failure.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
-    def fail_next(
-        self,
-        channel: str,
-        status: int,
-        count: int = 1,
-        retry_after: int | None = None,
-        code: int | None = None,
-    ) -> None:
-        with self._lock:
-            self._faults[channel].append(_Fault(status, count, retry_after, code))
 
-    def hold(self, channel: str) -> None:
-        with self._lock:
-            self._held[channel] = threading.Event()
-
-    def release(self) -> None:
-        with self._lock:
-            held, self._held = self._held, {}
-        for gate in held.values():
-            gate.set()
-
-    def reset(self) -> None:
-        self.release()
-        with self._lock:
-            self._messages.clear()
-            self._attempts = {"email": 0, "sms": 0}
-            self._faults = {"email": [], "sms": []}
-
-    # --- used by the request handler ----------------------------------------------------
-
-    def _take_fault(self, channel: str) -> _Fault | None:
-        with self._lock:
-            self._attempts[channel] += 1
-            faults = self._faults[channel]
-            if not faults:
-                return None
-            fault = faults[0]
-            fault.count -= 1
-            if fault.count <= 0:
-                faults.pop(0)
-            return fault
-
-    def _record(self, message: RecordedMessage) -> threading.Event | None:
-        with self._lock:
-            self._messages.append(message)
-            gate = self._held.get(message.channel)
-        self._report_delivery(message)
-        return gate
+class _BadRequest(Exception):
+    pass
 
 
 def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
@@ -230,159 +346,189 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path == "/health":
+            url = urlsplit(self.path)
+            if url.path == "/health":
                 self._json(200, {"status": "ok"})
-            elif self.path.split("?")[0] in ("/", "/outbox"):
+            elif url.path in ("/", "/outbox"):
                 page = outbox_page(emulator.messages()).encode()
                 self._send(200, page, {"Content-Type": "text/html; charset=utf-8"})
-            elif self.path.startswith("/_emulator/messages"):
-                self._json(200, [message.as_json() for message in emulator.messages()])
+            elif url.path == "/_emulator/messages":
+                channel = parse_qs(url.query).get("channel", [None])[0]
+                try:
+                    found = emulator.messages(None if channel is None else _checked(channel))
+                except ValueError as problem:
+                    self._json(400, {"error": str(problem)})
+                    return
+                self._json(200, [message.as_json() for message in found])
             else:
                 self._json(404, {"error": "not found"})
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.path == SENDGRID_PATH:
+            path = urlsplit(self.path).path
+            if path == SENDGRID_PATH:
                 self._sendgrid(body)
-            elif match := TWILIO_PATH.match(self.path):
+            elif match := TWILIO_PATH.match(path):
                 self._twilio(match.group("sid"), body)
-            elif self.path == "/_emulator/faults":
-                fault = json.loads(body or b"{}")
-                emulator.fail_next(
-                    fault["channel"],
-                    int(fault["status"]),
-                    int(fault.get("count", 1)),
-                    fault.get("retry_after"),
-                    fault.get("code"),
-                )
-                self._json(204, None)
-            elif self.path == "/_emulator/reset":
-                emulator.reset()
-                self._json(204, None)
+            elif path.startswith("/_emulator/"):
+                try:
+                    self._control(path, body)
+                except _BadRequest as problem:
+                    self._json(400, {"error": str(problem)})
             else:
                 self._json(404, {"error": "not found"})
 
+        def _control(self, path: str, body: bytes) -> None:
+            if path == "/_emulator/reset":
+                emulator.reset()
+            elif path == "/_emulator/release":
+                emulator.release()
+            elif path in ("/_emulator/faults", "/_emulator/hold"):
+                order = _json_object(body)
+                try:
+                    if path == "/_emulator/hold":
+                        emulator.hold(order["channel"])
+                    else:
+                        emulator.fail_next(
+                            order["channel"],
+                            int(order["status"]),
+                            int(order.get("count", 1)),
+                            None if order.get("retry_after") is None else int(order["retry_after"]),
+                            None if order.get("code") is None else int(order["code"]),
+                        )
+                except KeyError as missing:
+                    raise _BadRequest(f"missing field {missing}") from None
+                except (TypeError, ValueError) as problem:
+                    raise _BadRequest(str(problem)) from None
+            else:
+                self._json(404, {"error": "not found"})
+                return
+            self._send(204, b"", {})
+
+        # --- SendGrid ------------------------------------------------------------------
+
         def _sendgrid(self, body: bytes) -> None:
-            if (
-                not self.headers.get("Authorization", "").startswith("Bearer ")
-                or self.headers["Authorization"] == "Bearer "
-            ):
-                self._json(
-                    401,
-                    {"errors": [{"message": "The provided authorization grant is invalid", "field": None}]},
-                )
+            emulator._attempt("email")
+            scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+            if scheme != "Bearer" or not token.strip():
+                self._sendgrid_errors(401, "The provided authorization grant is invalid, expired, or revoked")
                 return
             fault = emulator._take_fault("email")
             if fault is not None:
-                self._fault(
-                    fault, {"errors": [{"message": f"emulated failure {fault.status}", "field": None}]}
+                headers: dict[str, str] = {}
+                if fault.status == 429:
+                    # SendGrid's rate-limit headers come with every 429; Retry-After only if asked.
+                    wait = fault.retry_after if fault.retry_after is not None else 60
+                    headers = {
+                        "X-RateLimit-Limit": "600",
+                        "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": str(int(time.time()) + wait),
+                    }
+                self._sendgrid_errors(
+                    fault.status, f"emulated failure {fault.status}", _retry_after(fault) | headers
                 )
                 return
             try:
                 mail = json.loads(body)
-                personalization = mail["personalizations"][0]
-                recipient = personalization["to"][0]["email"]
-            except (ValueError, KeyError, IndexError, TypeError):
-                self._json(400, {"errors": [{"message": "Bad Request", "field": "personalizations"}]})
+            except ValueError:
+                self._sendgrid_errors(400, "Bad Request")
                 return
+            problems = _sendgrid_problems(mail)
+            if problems:
+                self._json(400, {"errors": problems})
+                return
+            personalization = mail["personalizations"][0]
             contents = {item["type"]: item["value"] for item in mail.get("content", [])}
             provider_id = secrets.token_urlsafe(16)
-            gate = emulator._record(
-                RecordedMessage(
-                    channel="email",
-                    provider_id=provider_id,
-                    to=recipient,
-                    sender=mail.get("from", {}).get("email", ""),
-                    subject=personalization.get("subject") or mail.get("subject"),
-                    html=contents.get("text/html"),
-                    text=contents.get("text/plain"),
-                    custom_args={**mail.get("custom_args", {}), **personalization.get("custom_args", {})},
-                    categories=list(mail.get("categories", [])),
-                    headers=dict(mail.get("headers", {})),
-                    raw=mail,
-                )
+            message = RecordedMessage(
+                channel="email",
+                provider_id=provider_id,
+                to=personalization["to"][0]["email"],
+                sender=mail["from"]["email"],
+                subject=personalization.get("subject") or mail.get("subject"),
+                html=contents.get("text/html"),
+                text=contents.get("text/plain"),
+                custom_args=dict(personalization.get("custom_args", {})),
+                categories=list(mail.get("categories", [])),
+                headers=self._recorded_headers(),
+                raw=mail,
             )
-            if gate is not None:
-                gate.wait()
-            self._send(202, b"", {"X-Message-Id": provider_id})
+            if emulator._accept(message):
+                self._send(202, b"", {"X-Message-Id": provider_id})
+            else:
+                self.close_connection = True
+
+        def _sendgrid_errors(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+            self._json(status, {"errors": [{"message": text, "field": None}]}, headers)
+
+        # --- Twilio --------------------------------------------------------------------
 
         def _twilio(self, account_sid: str, body: bytes) -> None:
+            emulator._attempt("sms")
             if self._basic_user() != account_sid:
-                self._json(401, _twilio_error(20003, "Authenticate", 401))
+                self._twilio_error(401, 20003)
                 return
-            form = {key: values[0] for key, values in parse_qs(body.decode("utf-8")).items()}
-            to = form.get("To", "")
+            form = {
+                key: values[0] if len(values) == 1 else values
+                for key, values in parse_qs(body.decode("ascii", "replace"), keep_blank_values=True).items()
+            }
+            to = str(form.get("To", ""))
             fault = emulator._take_fault("sms")
             if fault is not None:
-                # Twilio's own texts quote the number, e.g. for 21211 and 21610.
-                text = f"emulated failure {fault.status} for {to}"
-                self._fault(fault, _twilio_error(fault.code or 20500, text, fault.status))
+                code = fault.code or TWILIO_CODE_FOR_STATUS.get(fault.status, fault.status)
+                self._twilio_error(fault.status, code, to, _retry_after(fault))
                 return
-            if not _valid_e164(to):
-                self._json(
-                    400, _twilio_error(21211, f"The 'To' number {to} is not a valid phone number.", 400)
-                )
+            problem = _twilio_problem(form)
+            if problem is not None:
+                self._twilio_error(400, problem, to)
                 return
             sid = "SM" + secrets.token_hex(16)
-            gate = emulator._record(
-                RecordedMessage(
-                    channel="sms",
-                    provider_id=sid,
-                    to=to,
-                    sender=form.get("From", ""),
-                    body=form.get("Body"),
-                    raw=form,
-                )
+            message = RecordedMessage(
+                channel="sms",
+                provider_id=sid,
+                to=to,
+                sender=str(form.get("From", "")),
+                body=str(form.get("Body", "")),
+                headers=self._recorded_headers(),
+                raw=form,
             )
-            if gate is not None:
-                gate.wait()
-            from activities.sms import sms_encoding
+            if emulator._accept(message):
+                self._json(201, _twilio_message(account_sid, message))
+            else:
+                self.close_connection = True
 
-            _, segments = sms_encoding(form.get("Body", ""))
-            now = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
-            self._json(
-                201,
-                {
-                    "sid": sid,
-                    "account_sid": account_sid,
-                    "to": to,
-                    "from": form.get("From"),
-                    "body": form.get("Body"),
-                    "status": "queued",
-                    "num_segments": str(segments),
-                    "num_media": "0",
-                    "direction": "outbound-api",
-                    "api_version": "2010-04-01",
-                    "date_created": now,
-                    "date_updated": now,
-                    "date_sent": None,
-                    "price": None,
-                    "price_unit": "USD",
-                    "error_code": None,
-                    "error_message": None,
-                    "messaging_service_sid": None,
-                    "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
-                    "subresource_uris": {
-                        "media": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}/Media.json"
-                    },
-                },
-            )
+        def _twilio_error(
+            self, status: int, code: int, to: str = "", headers: dict[str, str] | None = None
+        ) -> None:
+            text = TWILIO_ERRORS.get(code, f"emulated failure {status}").format(to=to)
+            payload = {
+                "code": code,
+                "message": text,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status,
+            }
+            self._json(status, payload, headers)
 
         def _basic_user(self) -> str | None:
-            header = self.headers.get("Authorization", "")
-            if not header.startswith("Basic "):
+            scheme, _, credentials = self.headers.get("Authorization", "").partition(" ")
+            if scheme != "Basic":
                 return None
             try:
-                return base64.b64decode(header[6:]).decode().split(":", 1)[0]
+                return base64.b64decode(credentials, validate=True).decode().split(":", 1)[0]
             except ValueError:
                 return None
 
-        def _fault(self, fault: _Fault, payload: dict[str, Any]) -> None:
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            self._json(fault.status, payload, headers)
+        # --- plumbing ------------------------------------------------------------------
+
+        def _recorded_headers(self) -> dict[str, str]:
+            headers = dict(self.headers.items())
+            if "Authorization" in headers:
+                # Never keep credentials: /_emulator/messages would show them to anyone local.
+                headers["Authorization"] = headers["Authorization"].partition(" ")[0] + " [redacted]"
+            return headers
 
         def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = b"" if payload is None else json.dumps(payload).encode()
+            data = json.dumps(payload).encode()
             self._send(status, data, {"Content-Type": "application/json", **(headers or {})})
 
         def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
@@ -396,10 +542,117 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _checked(channel: str) -> Channel:
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}")
+    return cast(Channel, channel)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body or b"{}")
+    except ValueError as problem:
+        raise _BadRequest(f"not JSON: {problem}") from None
+    if not isinstance(value, dict):
+        raise _BadRequest("expected a JSON object")
+    return value
+
+
+def _retry_after(fault: _Fault) -> dict[str, str]:
+    return {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+
+
+def _sendgrid_problems(mail: Any) -> list[dict[str, Any]]:
+    """The errors SendGrid would list for this body (the ones a client can get wrong), all at once."""
+
+    def error(field_name: str | None, text: str) -> dict[str, Any]:
+        return {"message": text, "field": field_name}
+
+    if not isinstance(mail, dict):
+        return [error(None, "Bad Request")]
+    problems = []
+    personalizations = mail.get("personalizations")
+    if not isinstance(personalizations, list):
+        personalizations = []
+    if not personalizations:
+        problems.append(error("personalizations", "The personalizations field is required."))
+    elif not all(
+        isinstance(item, dict)
+        and isinstance(item.get("to"), list)
+        and item["to"]
+        and all(isinstance(to, dict) and to.get("email") for to in item["to"])
+        for item in personalizations
+    ):
+        problems.append(
+            error("personalizations.0.to", "The to array is required for all personalization objects.")
+        )
+    sender = mail.get("from")
+    if not isinstance(sender, dict) or not sender.get("email"):
+        problems.append(error("from.email", "The from object must be provided for every email send."))
+    if not mail.get("template_id"):
+        subjects = [item.get("subject") for item in personalizations if isinstance(item, dict)]
+        if not mail.get("subject") and not (subjects and all(subjects)):
+            problems.append(error("subject", "The subject is required."))
+        content = mail.get("content")
+        if (
+            not isinstance(content, list)
+            or not content
+            or not all(isinstance(item, dict) and item.get("type") and item.get("value") for item in content)
+        ):
+            problems.append(
+                error("content", "Unless a valid template_id is provided, the content parameter is required.")
+            )
+    return problems
+
+
+def _twilio_problem(form: dict[str, Any]) -> int | None:
+    """Twilio's error code for a request it would refuse, in the order Twilio checks."""
+    to = form.get("To")
+    if not to:
+        return 21604
+    if not isinstance(to, str) or not _valid_e164(to):
+        return 21211
+    if not form.get("From") and not form.get("MessagingServiceSid"):
+        return 21603
+    body = form.get("Body")
+    if not body and not form.get("MediaUrl"):
+        return 21602
+    if isinstance(body, str) and len(body) > TWILIO_BODY_LIMIT:
+        return 21617
+    return None
+
+
+def _twilio_message(account_sid: str, message: RecordedMessage) -> dict[str, Any]:
+    """The 201 body Twilio answers a new message with: every field of its Message resource."""
+    _, segments = sms_encoding(message.body or "")
+    now = message.received_at.strftime("%a, %d %b %Y %H:%M:%S +0000")
+    uri = f"/2010-04-01/Accounts/{account_sid}/Messages/{message.provider_id}"
+    return {
+        "account_sid": account_sid,
+        "api_version": "2010-04-01",
+        "body": message.body,
+        "date_created": now,
+        "date_sent": None,
+        "date_updated": now,
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": message.sender,
+        "messaging_service_sid": None,
+        "num_media": "0",
+        "num_segments": str(segments),
+        "price": None,
+        "price_unit": "USD",
+        "sid": message.provider_id,
+        "status": "queued",
+        "subresource_uris": {"media": f"{uri}/Media.json"},
+        "to": message.to,
+        "uri": f"{uri}.json",
+    }
+
+
 def outbox_page(messages: list[RecordedMessage]) -> str:
     """What the emulator received, as the customer would see it: newest first."""
-    from activities.sms import sms_encoding
-
     cards = []
     for message in reversed(messages):
         when = message.received_at.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -432,15 +685,6 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
-
-
-def _twilio_error(code: int, message: str, status: int) -> dict[str, Any]:
-    return {
-        "code": code,
-        "message": message,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }
 
 
 def _valid_e164(number: str) -> bool:

@@ -1,14 +1,19 @@
-"""The real SendGrid and Twilio clients over HTTP, and what their answers mean to cyklo."""
+"""The real SendGrid and Twilio clients over HTTP to the emulator, and what their answers mean to cyklo."""
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator
-from pathlib import Path
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from typing import Any
 
-import jsonschema
 import pytest
 import requests
 
@@ -19,7 +24,7 @@ from emulator.server import ProviderEmulator
 from settings import Settings
 from tests.conftest import REPO, emulator_settings
 
-CONTRACTS = Path(os.environ.get("CYKLO_CONTRACTS_DIR", REPO.parent / "shared" / "contracts"))
+ACCOUNT_SID = "AC" + "0" * 32
 
 
 @pytest.fixture
@@ -42,33 +47,72 @@ def an_email(**changes: Any) -> OutgoingEmail:
     return OutgoingEmail(**fields)
 
 
-def test_email_reaches_sendgrid_with_correlation_ids_and_one_click_unsubscribe(
+def wait_until(condition: Callable[[], bool], seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+def test_email_reaches_sendgrid_with_content_correlation_ids_and_one_click_unsubscribe(
     settings: Settings, emulator: ProviderEmulator
 ) -> None:
     provider_id = send_email(an_email(), settings)
 
     (message,) = emulator.messages("email")
-    assert message.provider_id == provider_id
-    assert (message.to, message.subject, message.html, message.text) == (
-        "ala@example.com",
-        "Witaj",
-        "<p>Cześć</p>",
-        "Cześć",
-    )
+    assert provider_id and message.provider_id == provider_id
+    assert (message.to, message.sender) == ("ala@example.com", settings.email_from)
+    assert (message.subject, message.html, message.text) == ("Witaj", "<p>Cześć</p>", "Cześć")
     assert message.custom_args == {"cyklo_message_id": "7"}
-    assert message.headers["List-Unsubscribe"] == "<https://shop.example.com/unsubscribe?m=7>"
-    assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert sorted(message.categories) == ["lifecycle", "welcome"]  # a set to SendGrid
+    assert message.raw["headers"] == {
+        "List-Unsubscribe": "<https://shop.example.com/unsubscribe?m=7>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    assert message.received_at.tzinfo == UTC
 
 
-def test_sms_reaches_twilio_in_e164(settings: Settings, emulator: ProviderEmulator) -> None:
+def test_email_request_headers_are_recorded_without_the_api_key(
+    settings: Settings, emulator: ProviderEmulator
+) -> None:
+    send_email(an_email(), settings)
+
+    (message,) = emulator.messages("email")
+    assert message.headers["Authorization"] == "Bearer [redacted]"
+    assert message.headers["Content-Type"] == "application/json"
+    assert "SG.test" not in str(message.as_json())
+
+
+def test_transactional_email_carries_no_unsubscribe_headers(
+    settings: Settings, emulator: ProviderEmulator
+) -> None:
+    send_email(an_email(unsubscribe_url=None, to_name=None), settings)
+
+    (message,) = emulator.messages("email")
+    assert "headers" not in message.raw
+    assert message.raw["personalizations"][0]["to"] == [{"email": "ala@example.com"}]
+
+
+def test_sms_reaches_twilio_from_the_configured_sender(
+    settings: Settings, emulator: ProviderEmulator
+) -> None:
     sid = send_sms("+48601234567", "Dziękujemy!", settings)
 
     (message,) = emulator.messages("sms")
-    assert sid.startswith("SM") and message.provider_id == sid
-    assert (message.to, message.body) == ("+48601234567", "Dziękujemy!")
+    assert re.fullmatch(r"SM[0-9a-f]{32}", sid) and message.provider_id == sid
+    assert (message.to, message.sender, message.body) == ("+48601234567", settings.sms_from, "Dziękujemy!")
+    assert message.raw == {"To": "+48601234567", "From": settings.sms_from, "Body": "Dziękujemy!"}
+    assert message.headers["Authorization"] == "Basic [redacted]"
 
 
-def test_sendgrid_429_is_retryable_with_its_retry_after(
+# --- what the providers' answers mean -----------------------------------------------------
+
+
+def test_sendgrid_429_is_retryable_after_its_retry_after(
     settings: Settings, emulator: ProviderEmulator
 ) -> None:
     emulator.fail_next("email", 429, retry_after=7)
@@ -77,15 +121,96 @@ def test_sendgrid_429_is_retryable_with_its_retry_after(
         send_email(an_email(), settings)
 
     assert error.value.retry_after == 7
-    assert emulator.messages("email") == []
+    assert emulator.messages("email") == [] and emulator.attempts("email") == 1
+
+
+def test_sendgrid_429_without_retry_after_waits_for_the_rate_limit_reset(
+    settings: Settings, emulator: ProviderEmulator
+) -> None:
+    emulator.fail_next("email", 429)
+
+    with pytest.raises(ProviderRetryable) as error:
+        send_email(an_email(), settings)
+
+    assert error.value.retry_after is not None and 55 <= error.value.retry_after <= 61
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-def test_sendgrid_5xx_is_retryable(settings: Settings, emulator: ProviderEmulator, status: int) -> None:
+def test_sendgrid_5xx_is_retryable_and_the_next_send_goes_through(
+    settings: Settings, emulator: ProviderEmulator, status: int
+) -> None:
     emulator.fail_next("email", status)
 
-    with pytest.raises(ProviderRetryable):
+    with pytest.raises(ProviderRetryable) as error:
         send_email(an_email(), settings)
+    send_email(an_email(), settings)
+
+    assert error.value.retry_after is None
+    assert (emulator.attempts("email"), len(emulator.messages("email"))) == (2, 1)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 413])
+def test_sendgrid_4xx_is_a_permanent_rejection(
+    settings: Settings, emulator: ProviderEmulator, status: int
+) -> None:
+    emulator.fail_next("email", status)
+
+    with pytest.raises(ProviderRejected) as error:
+        send_email(an_email(), settings)
+
+    assert error.value.code == str(status)
+
+
+def test_missing_credentials_are_refused_before_anything_is_sent(emulator: ProviderEmulator) -> None:
+    with pytest.raises(ProviderRejected, match="SENDGRID_API_KEY") as email_error:
+        send_email(an_email(), emulator_settings(emulator, sendgrid_api_key=""))
+    with pytest.raises(ProviderRejected, match="TWILIO_AUTH_TOKEN") as sms_error:
+        send_sms("+48601234567", "hej", emulator_settings(emulator, twilio_auth_token=""))
+
+    assert email_error.value.code == sms_error.value.code == "configuration"
+    assert emulator.attempts("email") == emulator.attempts("sms") == 0
+
+
+def test_twilio_429_is_retryable_after_its_retry_after(
+    settings: Settings, emulator: ProviderEmulator
+) -> None:
+    emulator.fail_next("sms", 429, code=20429, retry_after=3)
+
+    with pytest.raises(ProviderRetryable) as error:
+        send_sms("+48601234567", "hej", settings)
+
+    assert error.value.retry_after == 3
+    assert emulator.messages("sms") == [] and emulator.attempts("sms") == 1
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_twilio_5xx_is_retryable(settings: Settings, emulator: ProviderEmulator, status: int) -> None:
+    emulator.fail_next("sms", status)
+
+    with pytest.raises(ProviderRetryable) as error:
+        send_sms("+48601234567", "hej", settings)
+
+    assert error.value.retry_after is None
+
+
+@pytest.mark.parametrize("code", [21211, 21408, 21610, 21612, 21614])
+def test_twilio_permanent_codes_are_rejections_with_that_code(
+    settings: Settings, emulator: ProviderEmulator, code: int
+) -> None:
+    emulator.fail_next("sms", 400, code=code)
+
+    with pytest.raises(ProviderRejected) as error:
+        send_sms("+48601234567", "hej", settings)
+
+    assert error.value.code == str(code)
+
+
+def test_twilio_refuses_an_invalid_number_with_21211(settings: Settings, emulator: ProviderEmulator) -> None:
+    with pytest.raises(ProviderRejected) as error:
+        send_sms("+4812", "hej", settings)
+
+    assert error.value.code == "21211"
+    assert emulator.messages("sms") == [] and emulator.attempts("sms") == 1
 
 
 def test_provider_down_is_retryable(settings: Settings, emulator: ProviderEmulator) -> None:
@@ -97,145 +222,19 @@ def test_provider_down_is_retryable(settings: Settings, emulator: ProviderEmulat
         send_sms("+48601234567", "hej", settings)
 
 
-def test_sendgrid_400_is_permanent(settings: Settings, emulator: ProviderEmulator) -> None:
-    emulator.fail_next("email", 400)
-
-    with pytest.raises(ProviderRejected) as error:
-        send_email(an_email(), settings)
-
-    assert error.value.code == "400"
-
-
-@pytest.mark.parametrize("code", [21610, 21211, 21614])
-def test_twilio_permanent_codes_are_rejections(
-    settings: Settings, emulator: ProviderEmulator, code: int
+def test_a_stopped_emulator_is_down_for_pooled_connections_too(
+    settings: Settings, emulator: ProviderEmulator
 ) -> None:
-    emulator.fail_next("sms", 400, code=code)
-
-    with pytest.raises(ProviderRejected) as error:
-        send_sms("+48601234567", "hej", settings)
-
-    assert error.value.code == str(code)
-
-
-def test_twilio_429_is_retryable(settings: Settings, emulator: ProviderEmulator) -> None:
-    emulator.fail_next("sms", 429, code=20429)
+    send_sms("+48601234567", "first", settings)  # leaves a keep-alive connection in the pool
+    emulator.stop()
 
     with pytest.raises(ProviderRetryable):
-        send_sms("+48601234567", "hej", settings)
-
-
-def test_twilio_refuses_an_invalid_number_with_21211(settings: Settings) -> None:
-    with pytest.raises(ProviderRejected) as error:
-        send_sms("+4812", "hej", settings)
-
-    assert error.value.code == "21211"
-
-
-def test_polish_numbers_are_normalised_to_e164_and_extensions_refused() -> None:
-    assert normalize_phone("601 234 567", "PL") == "+48601234567"
-    assert normalize_phone("+48 601-234-567", "PL") == "+48601234567"
-    with pytest.raises(InvalidPhone, match="extension"):
-        normalize_phone("+48 22 123 45 67 ext. 12", "PL")
-    with pytest.raises(InvalidPhone):
-        normalize_phone("not a number", "PL")
-
-
-def test_plain_text_is_gsm7_with_160_characters_a_segment() -> None:
-    assert sms_encoding("a" * 160) == ("GSM-7", 1)
-    assert sms_encoding("a" * 161) == ("GSM-7", 2)
-    assert sms_encoding("€" * 80) == ("GSM-7", 1)
-    assert sms_encoding("€" * 81) == ("GSM-7", 2)
-
-
-def test_polish_letters_force_ucs2_and_shorter_segments() -> None:
-    assert sms_encoding("ą" * 70) == ("UCS-2", 1)
-    assert sms_encoding("Dziękujemy" + "a" * 61) == ("UCS-2", 2)
-    assert sms_encoding("ż" * 134) == ("UCS-2", 2)
-    assert sms_encoding("ż" * 135) == ("UCS-2", 3)
-
-
-# --- the providers' own OpenAPI descriptions ---------------------------------------------
-
-
-@pytest.fixture
-def contracts() -> Iterator[Path]:
-    if not (CONTRACTS / "tsg_mail_v3.json").exists():
-        pytest.skip(f"provider contracts not found in {CONTRACTS} (set CYKLO_CONTRACTS_DIR)")
-    yield CONTRACTS
-
-
-def _resolve(document: dict[str, Any], node: Any) -> Any:
-    """Inline local $refs and turn OAS 3.0 `nullable` into JSON Schema, for jsonschema."""
-    if isinstance(node, dict):
-        if "$ref" in node and node["$ref"].startswith("#/"):
-            target: Any = document
-            for part in node["$ref"][2:].split("/"):
-                target = target[part.replace("~1", "/").replace("~0", "~")]
-            return _resolve(document, target)
-        resolved = {key: _resolve(document, value) for key, value in node.items() if key != "nullable"}
-        if node.get("nullable") and "type" in resolved:
-            resolved["type"] = [resolved["type"], "null"]
-        return resolved
-    if isinstance(node, list):
-        return [_resolve(document, item) for item in node]
-    return node
-
-
-def test_emails_sent_by_cyklo_match_sendgrid_mail_send_schema(
-    settings: Settings, emulator: ProviderEmulator, contracts: Path
-) -> None:
-    document = json.loads((contracts / "tsg_mail_v3.json").read_text())
-    body = document["paths"]["/v3/mail/send"]["post"]["requestBody"]
-    schema = _resolve(document, body)["content"]["application/json"]["schema"]
-    send_email(an_email(), settings)
-    send_email(an_email(unsubscribe_url=None, to_name=None), settings)
-
-    validator = jsonschema.Draft202012Validator(schema)
-    bodies = [message.raw for message in emulator.messages("email")]
-    assert len(bodies) == 2
-    assert [list(validator.iter_errors(body)) for body in bodies] == [[], []]
-
-
-def test_sms_sent_by_cyklo_match_twilio_create_message_schema_and_the_answer_parses(
-    settings: Settings, emulator: ProviderEmulator, contracts: Path
-) -> None:
-    document = json.loads((contracts / "twilio_messages_subset.json").read_text())
-    operation = document["paths"]["/2010-04-01/Accounts/{AccountSid}/Messages.json"]["post"]
-    request_schema = _resolve(document, operation["requestBody"])["content"][
-        "application/x-www-form-urlencoded"
-    ]["schema"]
-    response_schema = _resolve(document, operation["responses"]["201"])["content"]["application/json"][
-        "schema"
-    ]
-    send_sms("+48601234567", "Dziękujemy za zamówienie!", settings)
-
-    (message,) = emulator.messages("sms")
-    jsonschema.Draft7Validator(request_schema).validate(message.raw)
-    assert set(message.raw) <= set(request_schema["properties"])
-    assert {"To", "From", "Body"} <= set(message.raw)
-    sid = settings.twilio_account_sid
-    answer = requests.post(
-        f"{emulator.url}/2010-04-01/Accounts/{sid}/Messages.json",
-        data={"To": "+48601234567", "From": settings.sms_from, "Body": "hej"},
-        auth=(sid, settings.twilio_auth_token),
-        timeout=5,
-    )
-    assert answer.status_code == 201
-    jsonschema.Draft7Validator(response_schema).validate(answer.json())
-
-
-def test_a_malformed_request_would_fail_the_contract_check(contracts: Path) -> None:
-    document = json.loads((contracts / "tsg_mail_v3.json").read_text())
-    body = document["paths"]["/v3/mail/send"]["post"]["requestBody"]
-    schema = _resolve(document, body)["content"]["application/json"]["schema"]
-
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft202012Validator(schema).validate({"subject": "no recipients"})
+        send_sms("+48601234567", "second", settings)
+    assert len(emulator.messages("sms")) == 1
 
 
 def test_no_answer_after_the_request_went_out_is_ambiguous_not_retryable(emulator: ProviderEmulator) -> None:
-    settings = emulator_settings(emulator, provider_timeout_seconds=1)
+    settings = emulator_settings(emulator, provider_timeout_seconds=0.5)
     emulator.hold("email")
     emulator.hold("sms")
     try:
@@ -249,3 +248,205 @@ def test_no_answer_after_the_request_went_out_is_ambiguous_not_retryable(emulato
     assert len(emulator.messages("email")) == 1 and len(emulator.messages("sms")) == 1, (
         "the provider did take them"
     )
+
+
+# --- the emulator itself ------------------------------------------------------------------
+
+
+def test_a_held_answer_comes_on_release_and_blocks_no_other_channel(
+    settings: Settings, emulator: ProviderEmulator
+) -> None:
+    emulator.hold("email")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        email = pool.submit(send_email, an_email(), settings)
+        wait_until(lambda: len(emulator.messages("email")) == 1)
+
+        started = time.monotonic()
+        send_sms("+48601234567", "hej", settings)
+        assert time.monotonic() - started < 1
+        assert not email.done(), "accepted and recorded, but not answered yet"
+
+        emulator.release()
+        assert email.result(timeout=5) == emulator.messages("email")[0].provider_id
+
+
+def test_stopping_while_holding_drops_the_answer(emulator: ProviderEmulator) -> None:
+    settings = emulator_settings(emulator, provider_timeout_seconds=30)
+    emulator.hold("sms")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sms = pool.submit(send_sms, "+48601234567", "hej", settings)
+        wait_until(lambda: len(emulator.messages("sms")) == 1)
+        emulator.stop()
+
+        with pytest.raises(ProviderAmbiguous):
+            sms.result(timeout=5)
+
+
+def test_faults_apply_to_the_next_requests_of_their_channel_only(
+    settings: Settings, emulator: ProviderEmulator
+) -> None:
+    emulator.fail_next("email", 503, count=2)
+
+    send_sms("+48601234567", "hej", settings)
+    for _ in range(2):
+        with pytest.raises(ProviderRetryable):
+            send_email(an_email(), settings)
+    send_email(an_email(), settings)
+
+    assert (emulator.attempts("email"), len(emulator.messages("email"))) == (3, 1)
+    assert (emulator.attempts("sms"), len(emulator.messages("sms"))) == (1, 1)
+
+
+def test_reset_forgets_messages_attempts_and_faults(settings: Settings, emulator: ProviderEmulator) -> None:
+    send_email(an_email(), settings)
+    emulator.fail_next("sms", 500)
+
+    emulator.reset()
+
+    send_sms("+48601234567", "hej", settings)
+    assert emulator.messages("email") == [] and emulator.attempts("email") == 0
+    assert len(emulator.messages("sms")) == 1
+
+
+def test_sendgrid_needs_a_bearer_token(emulator: ProviderEmulator) -> None:
+    url = f"{emulator.url}/v3/mail/send"
+    for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Basic dXNlcjpwYXNz"}):
+        answer = requests.post(url, json={}, headers=headers, timeout=5)
+
+        assert answer.status_code == 401
+        assert answer.json()["errors"][0]["message"]
+
+
+def test_twilio_basic_user_must_be_the_account_in_the_path(emulator: ProviderEmulator) -> None:
+    answer = requests.post(
+        f"{emulator.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json",
+        data={"To": "+48601234567", "From": "+48500000000", "Body": "hej"},
+        auth=("AC" + "1" * 32, "token"),
+        timeout=5,
+    )
+
+    assert answer.status_code == 401
+    assert answer.json()["code"] == 20003 and answer.json()["status"] == 401
+    assert emulator.messages() == []
+
+
+def test_other_processes_control_the_emulator_over_http(
+    settings: Settings, emulator: ProviderEmulator
+) -> None:
+    def post(path: str, order: dict[str, Any] | None = None) -> requests.Response:
+        return requests.post(f"{emulator.url}/_emulator/{path}", json=order, timeout=5)
+
+    assert requests.get(f"{emulator.url}/health", timeout=5).json() == {"status": "ok"}
+    assert post("faults", {"channel": "sms", "status": 400, "code": 21610}).status_code == 204
+    with pytest.raises(ProviderRejected):
+        send_sms("+48601234567", "hej", settings)
+    send_sms("+48601234567", "hej", settings)
+    send_email(an_email(), settings)
+
+    listed = requests.get(f"{emulator.url}/_emulator/messages", params={"channel": "sms"}, timeout=5).json()
+    assert [(message["channel"], message["to"], message["body"]) for message in listed] == [
+        ("sms", "+48601234567", "hej")
+    ]
+    assert post("faults", {"channel": "fax", "status": 500}).status_code == 400
+    assert post("faults", {"channel": "sms"}).status_code == 400
+    assert post("reset").status_code == 204
+    assert requests.get(f"{emulator.url}/_emulator/messages", timeout=5).json() == []
+
+
+def test_hold_and_release_over_http(settings: Settings, emulator: ProviderEmulator) -> None:
+    requests.post(f"{emulator.url}/_emulator/hold", json={"channel": "email"}, timeout=5).raise_for_status()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        email = pool.submit(send_email, an_email(), settings)
+        wait_until(lambda: len(emulator.messages("email")) == 1)
+        assert not email.done()
+
+        requests.post(f"{emulator.url}/_emulator/release", timeout=5).raise_for_status()
+        assert email.result(timeout=5)
+
+
+def test_python_m_emulator_serves_until_ctrl_c_without_a_traceback() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(healthy, seconds=20)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert f"http://127.0.0.1:{port}" in stdout
+
+
+# --- phone numbers and segments -----------------------------------------------------------
+
+
+def test_polish_numbers_are_normalised_to_e164() -> None:
+    assert normalize_phone("601 234 567", "PL") == "+48601234567"
+    assert normalize_phone("+48 601-234-567", "PL") == "+48601234567"
+    assert normalize_phone("+1 650 253 0000", "PL") == "+16502530000"
+
+
+def test_numbers_with_an_extension_are_refused() -> None:
+    with pytest.raises(InvalidPhone, match="extension"):
+        normalize_phone("+48 22 123 45 67 ext. 12", "PL")
+
+
+@pytest.mark.parametrize("garbage", ["not a number", "12", "+48 000", ""])
+def test_garbage_is_not_a_phone_number(garbage: str) -> None:
+    with pytest.raises(InvalidPhone, match="invalid phone"):
+        normalize_phone(garbage, "PL")
+
+
+def test_plain_text_is_gsm7_with_160_characters_alone_and_153_per_part() -> None:
+    assert sms_encoding("a" * 160) == ("GSM-7", 1)
+    assert sms_encoding("a" * 161) == ("GSM-7", 2)
+    assert sms_encoding("a" * 306) == ("GSM-7", 2)
+    assert sms_encoding("a" * 307) == ("GSM-7", 3)
+
+
+@pytest.mark.parametrize("character", list("€[]{}^~|\\"))
+def test_gsm7_extension_characters_count_twice(character: str) -> None:
+    assert sms_encoding(character * 80) == ("GSM-7", 1)
+    assert sms_encoding(character * 81) == ("GSM-7", 2)
+
+
+def test_an_escape_sequence_is_never_split_between_parts() -> None:
+    # 306 septets would fit two parts, but the € cannot straddle the first boundary.
+    assert sms_encoding("a" * 152 + "€" + "a" * 152) == ("GSM-7", 3)
+
+
+@pytest.mark.parametrize("letter", list("ąćęłńóśźżĄĆĘŁŃÓŚŹŻ"))
+def test_any_polish_letter_forces_ucs2(letter: str) -> None:
+    assert sms_encoding(f"Promocja {letter}") == ("UCS-2", 1)
+
+
+def test_polish_letters_force_ucs2_and_shorter_segments() -> None:
+    assert sms_encoding("ą" * 70) == ("UCS-2", 1)
+    assert sms_encoding("Dziękujemy" + "a" * 61) == ("UCS-2", 2)
+    assert sms_encoding("ż" * 134) == ("UCS-2", 2)
+    assert sms_encoding("ż" * 135) == ("UCS-2", 3)
+
+
+def test_ucs2_counts_utf16_units_and_never_splits_a_surrogate_pair() -> None:
+    assert sms_encoding("😀" * 35) == ("UCS-2", 1)
+    assert sms_encoding("😀" * 36) == ("UCS-2", 2)
+    assert sms_encoding("a" * 66 + "😀" + "a" * 66) == ("UCS-2", 3)
