@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from cli.main import app
 from definition.loader import LoadedJourney, load_journey
-from definition.model import Journey, SendStep, WaitStep, iter_steps
+from definition.model import Journey, RepeatStep, SendStep, WaitStep, iter_steps
 from definition.templates import parts, relative_path
 from definition.yaml_source import load_yaml
 from settings import get_settings
@@ -160,7 +160,12 @@ def test_unquoted_time_of_day_means_that_time(project: Project) -> None:
 
 
 def test_wait_until_a_time_of_day_counted_from_the_stage_is_fine(project: Project) -> None:
-    project.load(MINIMAL.replace("- wait: 2d", "- wait: {until: '10:00', since: stage}"))
+    loaded = project.load(MINIMAL.replace("- wait: 2d", "- wait: {until: '10:00', since: stage}"))
+
+    (wait,) = [
+        step for step in iter_steps(loaded.definition.stages["welcome"].flow) if isinstance(step, WaitStep)
+    ]
+    assert (wait.wait.until, wait.wait.since, wait.wait.duration) == (time(10, 0), "stage", None)
 
 
 # The YAML
@@ -192,11 +197,18 @@ def test_duplicate_key_is_named_because_yaml_would_drop_the_first(project: Proje
 
 
 def test_a_key_overriding_a_yaml_merge_is_not_a_duplicate(project: Project) -> None:
-    project.load(
+    loaded = project.load(
         MINIMAL.replace(
             "{channel: sms, template: thanks}", "{<<: &sms {channel: sms, template: x}, template: thanks}"
         )
     )
+
+    sends = [
+        step.send
+        for step in iter_steps(loaded.definition.stages["welcome"].flow)
+        if isinstance(step, SendStep)
+    ]
+    assert ("sms", "thanks") in [(send.channel, send.template) for send in sends], "the override wins"
 
 
 # The schema
@@ -487,7 +499,12 @@ def test_repeat_whose_wait_can_be_skipped_may_loop_forever(project: Project, wai
     ids=["wait", "until a time of day", "wait_for", "wait or exit on both paths"],
 )
 def test_repeat_that_pauses_every_round_is_fine(project: Project, flow: str) -> None:
-    project.load(MINIMAL.replace("      - wait: 2d\n", f"      - repeat: {{flow: {flow}}}\n"))
+    loaded = project.load(MINIMAL.replace("      - wait: 2d\n", f"      - repeat: {{flow: {flow}}}\n"))
+
+    repeats = [
+        step for step in iter_steps(loaded.definition.stages["welcome"].flow) if isinstance(step, RepeatStep)
+    ]
+    assert len(repeats) == 1 and repeats[0].repeat.times is None and repeats[0].repeat.flow
 
 
 # One pass
