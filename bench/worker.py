@@ -1,0 +1,49 @@
+"""The worker process of a benchmark: cyklo's own worker, and beside it the baseline's.
+
+Both share one process, sandbox and thread pool, so the server, worker and API can be
+measured as separate processes while the baseline runs with what cyklo runs with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.worker import Worker
+
+from bench.baseline import BASELINE_QUEUE, BaselineWorkflow, noop
+from connection import connect
+from settings import get_settings
+from worker import ACTIVITY_THREADS, build_worker
+from workflows.journey import workflow_runner
+
+READY = "bench worker ready"
+
+
+async def main() -> None:
+    settings = get_settings()
+    client = await connect(settings)
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        cyklo = build_worker(client, settings, executor)
+        baseline = Worker(
+            client,
+            task_queue=BASELINE_QUEUE,
+            workflows=[BaselineWorkflow],
+            activities=[noop],
+            workflow_runner=workflow_runner(),
+            activity_executor=executor,
+            max_concurrent_activities=ACTIVITY_THREADS,
+            max_cached_workflows=settings.workflow_cache_size,
+        )
+        async with cyklo, baseline:
+            print(READY, flush=True)
+            # Runs until the benchmark terminates the process.
+            await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -1,0 +1,98 @@
+"""`cyklo bench`: the benchmark suite (bench/) against a dev server it starts itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _numbers(text: str, kind: type) -> list:  # type: ignore[type-arg]
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected numbers separated by commas") from None
+
+
+def bench(
+    customers: Annotated[int, typer.Option(help="Throughput: workflows (a) and sign-ups (b).", min=1)] = 2000,
+    concurrency: Annotated[int, typer.Option(help="Starts or events in flight at once.", min=1)] = 100,
+    in_journey: Annotated[
+        int, typer.Option(help="Latency: customers asleep in the journey at least.", min=0)
+    ] = 1000,
+    rate: Annotated[float, typer.Option(help="Latency: purchases per second.", min=0.1)] = 20.0,
+    seconds: Annotated[
+        float, typer.Option(help="Latency: how long purchases come at that rate.", min=1)
+    ] = 30.0,
+    ramp: Annotated[
+        str, typer.Option(help="Latency: higher rates tried in turn until p99 passes 1 s.")
+    ] = "40,60,80,120",
+    ramp_seconds: Annotated[float, typer.Option(help="Latency: seconds at each higher rate.", min=1)] = 10.0,
+    sleeping: Annotated[
+        str, typer.Option(help="Memory: worker RSS at these numbers of sleeping customers.")
+    ] = "1000,10000",
+    history_purchases: Annotated[int, typer.Option(help="History: purchases of one customer.", min=1)] = 1000,
+    simulations: Annotated[int, typer.Option(help="Simulation: runs (the fastest counts).", min=1)] = 3,
+    scenario: Annotated[Path, typer.Option(help="Simulation: the customer-year simulated.")] = Path(
+        "scenarios/sample.yaml"
+    ),
+    profile_customers: Annotated[
+        int, typer.Option(help="Profile: sign-ups sampled by py-spy (0: none).", min=0)
+    ] = 500,
+    workflow_cache_size: Annotated[int, typer.Option(help="The worker's sticky cache.", min=0)] = 1000,
+    journeys: Annotated[Path, typer.Option(help="Journey folder.")] = Path("journeys"),
+    only: Annotated[str, typer.Option(help="Benchmarks to run, comma-separated.")] = ",".join(
+        ("simulation", "throughput", "latency", "history", "profile", "memory")
+    ),
+    output: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path("bench-results.json"),
+    keep: Annotated[
+        bool, typer.Option(help="Keep the temporary folder (logs, databases, raw profile).")
+    ] = False,
+) -> None:
+    """Run the benchmarks: throughput against a raw-Temporal baseline, purchase latency,
+    simulation speed, worker memory, history size and a worker profile."""
+    from rich.console import Console
+
+    try:
+        from bench.report import table
+        from bench.run import BENCHMARKS, Options, run_suite
+    except ModuleNotFoundError as missing:
+        raise typer.BadParameter(
+            f"{missing.name} is not installed: the benchmarks need pip install -e '.[bench]' (or scripts/bench)"
+        ) from None
+
+    selected = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = sorted(set(selected) - set(BENCHMARKS))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown benchmark {', '.join(unknown)}: use {', '.join(BENCHMARKS)}", param_hint="--only"
+        )
+    if not scenario.exists() and "simulation" in selected:
+        raise typer.BadParameter(f"{scenario} does not exist", param_hint="--scenario")
+    options = Options(
+        customers=customers,
+        concurrency=concurrency,
+        in_journey=in_journey,
+        rate=rate,
+        seconds=seconds,
+        ramp=_numbers(ramp, float),
+        ramp_seconds=ramp_seconds,
+        sleeping=_numbers(sleeping, int) or [1000],
+        history_purchases=history_purchases,
+        simulations=simulations,
+        scenario=scenario,
+        profile_customers=profile_customers,
+        workflow_cache_size=workflow_cache_size,
+        journeys=journeys,
+        only=selected,
+        output=output,
+        keep=keep,
+    )
+    console = Console(stderr=True)
+    results = asyncio.run(run_suite(options, console))
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    Console(width=150).print(table(results))
+    typer.echo(f"figures written to {output}")
