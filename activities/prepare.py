@@ -6,6 +6,7 @@ database and a definition published later cannot change a running journey.
 
 from __future__ import annotations
 
+from sqlmodel import select
 from temporalio import activity
 
 from settings import Settings
@@ -21,14 +22,15 @@ class JourneyPreparation:
 
     @activity.defn(name="prepare_journey")
     def prepare_journey(self, request: PrepareRequest) -> PreparedJourney:
-        with session_for(self.settings.database_url) as session:
-            published = journey_versions.get(session, request.journey_id, request.version)
-            customer = session.get(Customer, request.customer_id)
-        timezone = customer.timezone if customer is not None else None
+        with session_for(self.settings.database_url, read_only=True) as session:
+            version, definition_json = journey_versions.definition(
+                session, request.journey_id, request.version
+            )
+            timezone = session.exec(
+                select(Customer.timezone).where(Customer.id == request.customer_id)
+            ).first()
         if timezone is None:
             from definition.model import Journey
 
-            timezone = Journey.model_validate_json(published.definition).default_timezone
-        return PreparedJourney(
-            version=published.version, definition_json=published.definition, timezone=timezone
-        )
+            timezone = Journey.model_validate_json(definition_json).default_timezone
+        return PreparedJourney(version=version, definition_json=definition_json, timezone=timezone)

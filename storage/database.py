@@ -31,7 +31,14 @@ def engine_for(url: str) -> Engine:
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            # As many kept connections as a worker has activity threads: a smaller pool
+            # closes and reopens connections (and reruns the pragmas) on every busy second.
+            pool_size=20,
+            max_overflow=20,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
@@ -51,7 +58,10 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read-only session needs no write lock: under WAL it reads beside the writers
+    # instead of queueing behind them.
+    read_only = connection.get_execution_options().get("cyklo_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def migrate(url: str) -> None:
@@ -63,6 +73,8 @@ def migrate(url: str) -> None:
 
 
 @contextmanager
-def session_for(url: str) -> Iterator[Session]:
-    with Session(engine_for(url), expire_on_commit=False) as session:
+def session_for(url: str, *, read_only: bool = False) -> Iterator[Session]:
+    engine = engine_for(url)
+    bind = engine.execution_options(cyklo_read_only=True) if read_only else engine
+    with Session(bind, expire_on_commit=False) as session:
         yield session

@@ -51,6 +51,28 @@ def get(session: Session, journey_id: str, version: int | None = None) -> Journe
     return row
 
 
+def definition(session: Session, journey_id: str, version: int | None = None) -> tuple[int, str]:
+    """(version, definition JSON) of a given version, or of the newest one when `version` is None.
+
+    Published versions never change, so each is read from the database once per process;
+    only the number of the newest is asked for each time, and never the templates."""
+    if version is None:
+        version = session.exec(
+            select(func.max(JourneyVersion.version)).where(JourneyVersion.journey_id == journey_id)
+        ).one()
+        if version is None:
+            raise JourneyNotPublished(
+                f"journey {journey_id!r} is not published: run the worker or `cyklo publish`"
+            )
+    cache_key = (str(session.get_bind().engine.url), journey_id, version)
+    if cache_key not in _definitions:
+        _definitions[cache_key] = get(session, journey_id, version).definition
+    return version, _definitions[cache_key]
+
+
+_definitions: dict[tuple[str, str, int], str] = {}
+
+
 def published_ids(session: Session) -> list[str]:
     return sorted(set(session.exec(select(JourneyVersion.journey_id)).all()))
 
