@@ -138,7 +138,7 @@ async def enrol(
     if not customers:
         return
     stack.add_customers(customers)
-    advance = phase(what, len(customers))
+    advance = phase(what, len(customers)) if what else (lambda _: None)
     signing_up = asyncio.create_task(shop.sign_up(customers, concurrency))
     await wait_for_emails(
         stack.emulator,
@@ -155,11 +155,13 @@ async def enrol(
 
 
 async def purchase_latency(
-    stack: Stack, shop: ShopClient, customers: list[str], rate: float, phase: Phase
+    stack: Stack, shop: ShopClient, customers: list[str], rate: float, phase: Phase, what: str = ""
 ) -> dict[str, Any]:
     """Purchases at `rate` per second, one per customer in the prospect stage; latency is from
     the API's 202 to the thank-you email reaching the emulator."""
-    advance = phase(f"purchases at {rate:g}/s: thank-yous arrived", len(customers))
+    advance = phase(
+        f"purchases at {rate:g}/s{', ' + what if what else ''}: thank-yous arrived", len(customers)
+    )
     purchases = await purchases_at_rate(shop, customers, rate)
     arrived = await wait_for_emails(
         stack.emulator, "thank_you", set(customers), timeout=600 + len(customers), advance=advance
@@ -184,26 +186,27 @@ def _ms(value: float) -> float:
 async def worker_memory(
     stack: Stack, shop: ShopClient, sizes: list[int], concurrency: int, phase: Phase, prefix: str
 ) -> dict[str, Any]:
-    """Worker RSS with N sleeping customers, on a worker started fresh for this measure."""
+    """Worker RSS with N sleeping customers, on a worker started fresh for this measure; read
+    at every multiple of the smallest size too, so a leak shows as a slope."""
     await stack.start_worker()
     assert stack.worker is not None
+    step = min(sizes)
+    marks = sorted(set(sizes) | set(range(step, max(sizes) + 1, step)))
     rss: dict[str, float] = {"fresh worker": _mib(stack.worker.memory_info().rss)}
     enrolled = 0
-    for size in sorted(sizes):
+    advance = phase(f"memory: up to {max(sizes)} customers asleep", max(sizes))
+    for mark in marks:
         await enrol(
-            stack,
-            shop,
-            [f"{prefix}-{index}" for index in range(enrolled, size)],
-            concurrency,
-            phase,
-            f"memory: {size} customers asleep",
+            stack, shop, [f"{prefix}-{index}" for index in range(enrolled, mark)], concurrency, phase, ""
         )
-        enrolled = size
+        advance(mark - enrolled)
+        enrolled = mark
         await asyncio.sleep(3)  # let in-flight tasks finish: measure the worker at rest
-        rss[str(size)] = _mib(stack.worker.memory_info().rss)
+        rss[str(mark)] = _mib(stack.worker.memory_info().rss)
     smallest, largest = str(min(sizes)), str(max(sizes))
     return {
-        "rss_mib": rss,
+        "rss_mib": {key: value for key, value in rss.items() if not key.isdigit() or int(key) in sizes},
+        "rss_mib_every_step": rss,
         "growth_percent": round((rss[largest] / rss[smallest] - 1) * 100, 1),
         "workflow_cache_size": stack.settings.workflow_cache_size,
     }

@@ -55,16 +55,16 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             base = baseline["cpu_ms_per_workflow"][process]
             rows.append((f"  CPU ms per customer: {process}", f"{ms:.1f} (baseline {base:.1f})", "", None))
     if latency := results.get("latency"):
-        fixed = latency["fixed_rate"]
-        spread = fixed["from_202_to_thank_you_ms"]
-        rows += [
-            (
-                f"latency at {fixed['rate_per_second']:g}/s, 202 -> thank-you (ms)",
-                f"p50 {spread['p50']:.0f}  p95 {spread['p95']:.0f}  p99 {spread['p99']:.0f}  max {spread['max']:.0f}",
-                "p99 < 250",
-                spread["p99"] < 250,
+        for label, run in (("cached customers", latency["warm"]), ("cold worker", latency["cold"])):
+            spread = run["from_202_to_thank_you_ms"]
+            rows.append(
+                (
+                    f"latency at {run['rate_per_second']:g}/s, {label}: 202 -> thank-you (ms)",
+                    f"p50 {spread['p50']:.0f}  p95 {spread['p95']:.0f}  p99 {spread['p99']:.0f}  max {spread['max']:.0f}",
+                    "p99 < 250",
+                    spread["p99"] < 250,
+                )
             )
-        ]
         for step in latency["ramp"]:
             rows.append(
                 (

@@ -38,6 +38,7 @@ class Options:
     scenario: Path = Path("scenarios/sample.yaml")
     profile_customers: int = 500
     workflow_cache_size: int = 1000
+    events_per_run: int = 500
     journeys: Path = Path("journeys")
     only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
     output: Path = Path("bench-results.json")
@@ -101,7 +102,9 @@ async def run_suite(options: Options, console: Console) -> dict[str, Any]:
         if stack_needed:
             folder = Path(tempfile.mkdtemp(prefix="cyklo-bench-"))
             results["folder"] = str(folder)
-            async with running_stack(folder, options.journeys, options.workflow_cache_size) as stack:
+            async with running_stack(
+                folder, options.journeys, options.workflow_cache_size, options.events_per_run
+            ) as stack:
                 async with ShopClient(stack.api_url, stack.api_key) as shop:
                     await _with_stack(options, stack, shop, phase, results, folder)
             if not options.keep:
@@ -153,27 +156,30 @@ async def _with_stack(
 async def _latency(
     options: Options, stack: Any, shop: ShopClient, phase: measures.Phase, asleep: list[str]
 ) -> dict[str, Any]:
-    pool = list(asleep)
+    """Warm: purchases of customers who entered the journey just before, `in_journey` of them,
+    whom the worker still holds in its cache (as it holds the customers active right now).
+    Cold: the same rate after a worker restart, so that every purchase first replays the
+    customer's history, as for a customer who signed up weeks ago."""
     enrolled = 0
 
-    async def top_up(count: int) -> None:
+    async def enrol(count: int) -> list[str]:
         nonlocal enrolled
         fresh = [f"lat-{index}" for index in range(enrolled, enrolled + count)]
         enrolled += count
         await measures.enrol(stack, shop, fresh, options.concurrency, phase, "latency: customers asleep")
-        pool.extend(fresh)
+        return fresh
+
+    pool = await enrol(options.in_journey)
 
     async def take(count: int) -> list[str]:
-        await top_up(max(0, count - len(pool)))
+        if len(pool) < count:
+            pool.extend(await enrol(count - len(pool)))
         taken = pool[:count]
         del pool[:count]
         return taken
 
-    await top_up(max(0, options.in_journey - len(pool)))
-    in_journey = len(pool)
-    fixed = await measures.purchase_latency(
-        stack, shop, await take(int(options.rate * options.seconds)), options.rate, phase
-    )
+    count = int(options.rate * options.seconds)
+    warm = await measures.purchase_latency(stack, shop, await take(count), options.rate, phase)
     steps = []
     crossing = None
     for rate in options.ramp:
@@ -184,9 +190,14 @@ async def _latency(
         if step["from_202_to_thank_you_ms"]["p99"] > 1000:
             crossing = rate
             break
+    cold_customers = [*asleep, *pool][:count]
+    cold_customers += await enrol(count - len(cold_customers))
+    await stack.start_worker()
+    cold = await measures.purchase_latency(stack, shop, cold_customers, options.rate, phase, "cold worker")
     return {
-        "customers_in_journey": in_journey,
-        "fixed_rate": fixed,
+        "customers_in_journey": options.in_journey,
+        "warm": warm,
         "ramp": steps,
         "p99_over_1s_at_rate": crossing,
+        "cold": cold,
     }

@@ -136,6 +136,7 @@ def process_environment(settings: Settings) -> dict[str, str]:
         "TEMPORAL_ADDRESS": settings.temporal_address,
         "CYKLO_TASK_QUEUE": settings.task_queue,
         "CYKLO_WORKFLOW_CACHE_SIZE": str(settings.workflow_cache_size),
+        "CYKLO_EVENTS_PER_RUN": str(settings.events_per_run),
         "SENDGRID_API_KEY": settings.sendgrid_api_key,
         "CYKLO_SENDGRID_HOST": settings.sendgrid_host,
         "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
@@ -152,7 +153,9 @@ def _cpu(process: psutil.Process) -> float:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(folder: Path, journeys: Path, workflow_cache_size: int) -> AsyncIterator[Stack]:
+async def running_stack(
+    folder: Path, journeys: Path, workflow_cache_size: int, events_per_run: int
+) -> AsyncIterator[Stack]:
     api_port = free_port()
     ports = Ports(temporal=free_port(), temporal_ui=free_port(), api=api_port, emulator=free_port())
     api_key = secrets.token_urlsafe(16)
@@ -163,6 +166,7 @@ async def running_stack(folder: Path, journeys: Path, workflow_cache_size: int) 
             temporal_address=f"127.0.0.1:{ports.temporal}",
             task_queue="cyklo-bench",
             workflow_cache_size=workflow_cache_size,
+            events_per_run=events_per_run,
             sendgrid_api_key="SG.bench",
             sendgrid_host=emulator.url,
             twilio_account_sid="AC" + "0" * 32,

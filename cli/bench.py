@@ -43,6 +43,9 @@ def bench(
         int, typer.Option(help="Profile: sign-ups sampled by py-spy (0: none).", min=0)
     ] = 500,
     workflow_cache_size: Annotated[int, typer.Option(help="The worker's sticky cache.", min=0)] = 1000,
+    events_per_run: Annotated[
+        int, typer.Option(help="Events a journey run takes before it continues as new.", min=1)
+    ] = 500,
     journeys: Annotated[Path, typer.Option(help="Journey folder.")] = Path("journeys"),
     only: Annotated[str, typer.Option(help="Benchmarks to run, comma-separated.")] = ",".join(
         ("simulation", "throughput", "latency", "history", "profile", "memory")
@@ -86,6 +89,7 @@ def bench(
         scenario=scenario,
         profile_customers=profile_customers,
         workflow_cache_size=workflow_cache_size,
+        events_per_run=events_per_run,
         journeys=journeys,
         only=selected,
         output=output,
