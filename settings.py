@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     currency: str = Field("PLN", validation_alias=_env("CYKLO_CURRENCY"))
 
 
+def as_environment(settings: Settings) -> dict[str, str]:
+    """The settings as environment variables: how a process started by another gets them."""
+    found = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is not None and isinstance(field.validation_alias, AliasChoices):
+            found[str(field.validation_alias.choices[0])] = str(value)
+    return found
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

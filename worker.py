@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import py_compile
+import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -67,7 +70,26 @@ async def run_worker(settings: Settings) -> None:
         flush=True,
     )
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        await build_worker(client, settings, executor).run()
+        await serve_until_stopped(build_worker(client, settings, executor))
+    print("cyklo worker: stopped", flush=True)
+
+
+async def serve_until_stopped(*workers: Worker, on_ready: Callable[[], None] = lambda: None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully.
+
+    A deploy sends SIGTERM: sends in flight finish (graceful_shutdown_timeout) instead of
+    being cut between the provider call and the ledger, and the server hears of the stop,
+    so this worker's cached customers move to another worker at once. Killed outright, the
+    process left them on its sticky queue until the server's timeout, seconds per customer."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(stop_signal, stop.set)
+    async with contextlib.AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
+        on_ready()
+        await stop.wait()
 
 
 if __name__ == "__main__":

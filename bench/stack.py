@@ -30,7 +30,7 @@ from bench.worker import READY
 from connection import connect
 from emulator.server import ProviderEmulator
 from publishing import publish_journeys
-from settings import Settings
+from settings import Settings, as_environment
 from stack.local import Ports, temporal_dev_server
 from storage.database import migrate, session_for
 from storage.models import Customer
@@ -128,23 +128,7 @@ class Stack:
 
 
 def process_environment(settings: Settings) -> dict[str, str]:
-    """The settings as the worker and API processes read them: from the environment."""
-    return {
-        **os.environ,
-        "CYKLO_DATABASE_URL": settings.database_url,
-        "CYKLO_JOURNEYS_DIR": str(settings.journeys_dir),
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "CYKLO_TASK_QUEUE": settings.task_queue,
-        "CYKLO_WORKFLOW_CACHE_SIZE": str(settings.workflow_cache_size),
-        "CYKLO_EVENTS_PER_RUN": str(settings.events_per_run),
-        "SENDGRID_API_KEY": settings.sendgrid_api_key,
-        "CYKLO_SENDGRID_HOST": settings.sendgrid_host,
-        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "CYKLO_TWILIO_BASE_URL": settings.twilio_base_url or "",
-        "CYKLO_API_KEYS": settings.api_keys,
-        "PYTHONUNBUFFERED": "1",
-    }
+    return {**os.environ, **as_environment(settings), "PYTHONUNBUFFERED": "1"}
 
 
 def _cpu(process: psutil.Process) -> float:

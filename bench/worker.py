@@ -7,7 +7,6 @@ measured as separate processes while the baseline runs with what cyklo runs with
 from __future__ import annotations
 
 import asyncio
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.worker import Worker
@@ -15,7 +14,7 @@ from temporalio.worker import Worker
 from bench.baseline import BASELINE_QUEUE, BaselineWorkflow, noop
 from connection import connect
 from settings import get_settings
-from worker import ACTIVITY_THREADS, build_worker
+from worker import ACTIVITY_THREADS, build_worker, serve_until_stopped
 from workflows.journey import workflow_runner
 
 READY = "bench worker ready"
@@ -36,14 +35,9 @@ async def main() -> None:
             max_concurrent_activities=ACTIVITY_THREADS,
             max_cached_workflows=settings.workflow_cache_size,
         )
-        async with cyklo, baseline:
-            print(READY, flush=True)
-            # Runs until the benchmark terminates the process.
-            await asyncio.Event().wait()
+        # Stopped by SIGTERM, gracefully, as a deploy stops cyklo's worker.
+        await serve_until_stopped(cyklo, baseline, on_ready=lambda: print(READY, flush=True))
 
 
 if __name__ == "__main__":
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        sys.exit(0)
+    asyncio.run(main())

@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from emulator.server import ProviderEmulator
 from publishing import publish_journeys
-from settings import Settings
+from settings import Settings, as_environment
 from storage.database import session_for
 from storage.models import Message
 from tests.conftest import JOURNEYS, REPO, World, make_scenario
@@ -72,6 +72,38 @@ async def test_worker_killed_after_provider_accepted_sends_no_duplicate(
     assert len(subjects) == 2 and subjects[0] != subjects[1], "the welcome reached the provider exactly once"
 
 
+async def test_worker_stopped_by_sigterm_finishes_the_send_in_flight(
+    emulator: ProviderEmulator, world: World
+) -> None:
+    """A deploy stops the worker with SIGTERM: the email being sent completes and is recorded."""
+    settings = world.settings
+    publish_journeys(settings, [JOURNEYS])
+    scenario = make_scenario(SIGNED_UP, until="1d")
+    world.add_customers(scenario)
+    worker = subprocess.Popen(
+        [sys.executable, "worker.py"],
+        cwd=REPO,
+        env={**os.environ, **_environment(settings)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    emulator.hold("email")
+    try:
+        await world.router().route(scenario.incoming(0, scenario.events[0]))
+        await _wait_for(lambda: len(emulator.messages("email")) == 1)
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1)
+        assert worker.poll() is None, "the worker waits for the send in flight"
+    finally:
+        emulator.release()
+    output, _ = await asyncio.to_thread(worker.communicate, timeout=60)
+    assert worker.returncode == 0
+    assert "cyklo worker: stopped" in output
+    [welcome] = _ledger(settings)
+    assert (welcome.template, welcome.status) == ("welcome", "sent")
+
+
 def _ledger(settings: Settings) -> list[Message]:
     with session_for(settings.database_url) as session:
         return list(session.exec(select(Message).order_by(Message.id)).all())  # type: ignore[arg-type]
@@ -79,15 +111,8 @@ def _ledger(settings: Settings) -> list[Message]:
 
 def _environment(settings: Settings) -> dict[str, str]:
     return {
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "CYKLO_TASK_QUEUE": settings.task_queue,
-        "CYKLO_DATABASE_URL": settings.database_url,
+        **as_environment(settings),
         "CYKLO_JOURNEYS_DIR": str(JOURNEYS),
-        "SENDGRID_API_KEY": settings.sendgrid_api_key,
-        "CYKLO_SENDGRID_HOST": settings.sendgrid_host,
-        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "CYKLO_TWILIO_BASE_URL": settings.twilio_base_url or "",
         # A real server moves a dead worker's workflows off its sticky queue after a few
         # seconds; the time-skipping test server never does, so this worker keeps none.
         "CYKLO_WORKFLOW_CACHE_SIZE": "0",
