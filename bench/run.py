@@ -30,7 +30,7 @@ class Options:
     in_journey: int = 1000
     rate: float = 20.0
     seconds: float = 30.0
-    ramp: list[float] = field(default_factory=lambda: [40.0, 60.0, 80.0, 120.0])
+    ramp: list[float] = field(default_factory=lambda: [30.0, 40.0, 60.0, 80.0, 120.0])
     ramp_seconds: float = 10.0
     sleeping: list[int] = field(default_factory=lambda: [1000, 10000])
     history_purchases: int = 1000

@@ -29,7 +29,7 @@ def bench(
     ] = 30.0,
     ramp: Annotated[
         str, typer.Option(help="Latency: higher rates tried in turn until p99 passes 1 s.")
-    ] = "40,60,80,120",
+    ] = "30,40,60,80,120",
     ramp_seconds: Annotated[float, typer.Option(help="Latency: seconds at each higher rate.", min=1)] = 10.0,
     sleeping: Annotated[
         str, typer.Option(help="Memory: worker RSS at these numbers of sleeping customers.")
