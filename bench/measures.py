@@ -110,6 +110,7 @@ async def journey_throughput(
     """(b) N customers sign up through the API and event router; done when every welcome
     email has reached the provider emulator."""
     stack.add_customers(customers)
+    await stack.quiet()
     advance = phase("cyklo: customers welcomed", len(customers))
     before, began = stack.cpu_seconds(), time.monotonic()
     signing_up = asyncio.create_task(shop.sign_up(customers, concurrency))
@@ -159,6 +160,7 @@ async def purchase_latency(
 ) -> dict[str, Any]:
     """Purchases at `rate` per second, one per customer in the prospect stage; latency is from
     the API's 202 to the thank-you email reaching the emulator."""
+    await stack.quiet()
     advance = phase(
         f"purchases at {rate:g}/s{', ' + what if what else ''}: thank-yous arrived", len(customers)
     )

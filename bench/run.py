@@ -192,6 +192,7 @@ async def _latency(
             break
     cold_customers = [*asleep, *pool][:count]
     cold_customers += await enrol(count - len(cold_customers))
+    await stack.quiet()
     await stack.start_worker()
     cold = await measures.purchase_latency(stack, shop, cold_customers, options.rate, phase, "cold worker")
     return {

@@ -107,6 +107,18 @@ class Stack:
             popen.terminate()
             await asyncio.to_thread(popen.wait, 40)
 
+    async def quiet(self, still_for: float = 2.0, at_most: float = 120.0) -> None:
+        """Wait until no message has reached the emulator for `still_for` seconds: what a phase
+        set going (the SMS after a thank-you, say) must not run into the next one's figures."""
+        deadline = time.monotonic() + at_most
+        seen = len(self.emulator.messages())
+        while time.monotonic() < deadline:
+            await asyncio.sleep(still_for)
+            now = len(self.emulator.messages())
+            if now == seen:
+                return
+            seen = now
+
     def add_customers(self, ids: list[str]) -> None:
         """Profiles straight into the database: setup, not part of what is measured."""
         zone = daytime_zone()
