@@ -20,6 +20,16 @@ def table(results: dict[str, Any]) -> Table:
     return rows
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The same table in Markdown, for docs/benchmarks.md."""
+    lines = ["| benchmark | figure | target | met |", "| --- | --- | --- | --- |"]
+    for name, figure, target, met in _rows(results):
+        lines.append(
+            f"| {name.strip()} | {figure} | {target} | {'' if met is None else ('yes' if met else 'no')} |"
+        )
+    return "\n".join(lines)
+
+
 def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
     if simulation := results.get("simulation"):

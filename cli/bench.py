@@ -54,13 +54,14 @@ def bench(
     keep: Annotated[
         bool, typer.Option(help="Keep the temporary folder (logs, databases, raw profile).")
     ] = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
 ) -> None:
     """Run the benchmarks: throughput against a raw-Temporal baseline, purchase latency,
     simulation speed, worker memory, history size and a worker profile."""
     from rich.console import Console
 
     try:
-        from bench.report import table
+        from bench.report import markdown, table
         from bench.run import BENCHMARKS, Options, run_suite
     except ModuleNotFoundError as missing:
         raise typer.BadParameter(
@@ -98,5 +99,8 @@ def bench(
     console = Console(stderr=True)
     results = asyncio.run(run_suite(options, console))
     output.write_text(json.dumps(results, indent=2) + "\n")
-    Console(width=150).print(table(results))
+    if as_markdown:
+        typer.echo(markdown(results))
+    else:
+        Console(width=150).print(table(results))
     typer.echo(f"figures written to {output}")

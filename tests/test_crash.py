@@ -19,6 +19,7 @@ from sqlmodel import select
 from emulator.server import ProviderEmulator
 from publishing import publish_journeys
 from settings import Settings, as_environment
+from simulation.scenario import Scenario
 from storage.database import session_for
 from storage.models import Message
 from tests.conftest import JOURNEYS, REPO, World, make_scenario
@@ -38,16 +39,8 @@ async def test_worker_killed_after_provider_accepted_sends_no_duplicate(
     emulator: ProviderEmulator, world: World
 ) -> None:
     settings = world.settings
-    publish_journeys(settings, [JOURNEYS])
-    scenario = make_scenario(SIGNED_UP, until="1d")
-    world.add_customers(scenario)
-    worker = subprocess.Popen(
-        [sys.executable, "worker.py"],
-        cwd=REPO,
-        env={**os.environ, **_environment(settings)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    scenario = _customer_about_to_sign_up(world)
+    worker = _worker_process(settings, stdout=subprocess.DEVNULL)
     emulator.hold("email")
     try:
         await world.router().route(scenario.incoming(0, scenario.events[0]))
@@ -77,17 +70,8 @@ async def test_worker_stopped_by_sigterm_finishes_the_send_in_flight(
 ) -> None:
     """A deploy stops the worker with SIGTERM: the email being sent completes and is recorded."""
     settings = world.settings
-    publish_journeys(settings, [JOURNEYS])
-    scenario = make_scenario(SIGNED_UP, until="1d")
-    world.add_customers(scenario)
-    worker = subprocess.Popen(
-        [sys.executable, "worker.py"],
-        cwd=REPO,
-        env={**os.environ, **_environment(settings)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    scenario = _customer_about_to_sign_up(world)
+    worker = _worker_process(settings, stdout=subprocess.PIPE)
     emulator.hold("email")
     try:
         await world.router().route(scenario.incoming(0, scenario.events[0]))
@@ -102,6 +86,25 @@ async def test_worker_stopped_by_sigterm_finishes_the_send_in_flight(
     assert "cyklo worker: stopped" in output
     [welcome] = _ledger(settings)
     assert (welcome.template, welcome.status) == ("welcome", "sent")
+
+
+def _customer_about_to_sign_up(world: World) -> Scenario:
+    publish_journeys(world.settings, [JOURNEYS])
+    scenario = make_scenario(SIGNED_UP, until="1d")
+    world.add_customers(scenario)
+    return scenario
+
+
+def _worker_process(settings: Settings, stdout: int) -> subprocess.Popen[str]:
+    """`python worker.py` as a deploy runs it, against the test's server, database and emulator."""
+    return subprocess.Popen(
+        [sys.executable, "worker.py"],
+        cwd=REPO,
+        env={**os.environ, **_environment(settings)},
+        stdout=stdout,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def _ledger(settings: Settings) -> list[Message]:
