@@ -246,8 +246,7 @@ async def history_after_purchases(
         "runs": len(runs),
         "events_per_run_setting": stack.settings.events_per_run,
         "per_run": runs,
-        "largest_run_events": max(run["events"] for run in runs),
-        "largest_run_kib": max(run["kib"] for run in runs),
+        "largest_run": max(runs, key=lambda run: run["events"]),
     }
 
 
@@ -342,17 +341,25 @@ def profiled(pid: int, output: Path) -> Iterator[None]:
             str(output),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         yield
     finally:
         spy.send_signal(signal.SIGINT)
-        spy.wait(timeout=60)
+        _, complaint = spy.communicate(timeout=60)
+        if not output.exists():
+            # Attaching needs ptrace rights (kernel.yama.ptrace_scope, SYS_PTRACE in a container).
+            raise ProfileFailed(f"py-spy could not sample the worker: {complaint.strip()[-300:]}")
 
 
 PLUMBING = ("threading.py", "concurrent/futures/thread.py", "asyncio/", "<frozen runpy>", "<module>")
 """Frames under every sample of a thread or the event loop: they say nothing of where time goes."""
+
+
+class ProfileFailed(RuntimeError):
+    pass
 
 
 def top_functions(raw: Path, count: int = 15) -> dict[str, Any]:
@@ -385,6 +392,9 @@ async def signup_profile(
     stack: Stack, shop: ShopClient, customers: list[str], concurrency: int, phase: Phase, output: Path
 ) -> dict[str, Any]:
     assert stack.worker is not None
-    with profiled(stack.worker.pid, output):
-        await enrol(stack, shop, customers, concurrency, phase, "profile: customers welcomed")
+    try:
+        with profiled(stack.worker.pid, output):
+            await enrol(stack, shop, customers, concurrency, phase, "profile: customers welcomed")
+    except ProfileFailed as failure:
+        return {"customers": len(customers), "error": str(failure)}
     return {"customers": len(customers), "raw_stacks": str(output), **top_functions(output)}

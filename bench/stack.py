@@ -94,18 +94,29 @@ class Stack:
             stderr=log,
         )
         assert popen.stdout is not None
-        line = await asyncio.to_thread(popen.stdout.readline)
-        if READY not in line.decode():
-            popen.kill()
-            raise RuntimeError(f"the benchmark worker did not start: see {self.folder / 'worker.log'}")
         self._worker_popen = popen
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(popen.stdout.readline), timeout=60)
+        except TimeoutError:
+            line = b""
+        if READY not in line.decode():
+            await self.stop_worker()
+            raise RuntimeError(f"the benchmark worker did not start: see {self.folder / 'worker.log'}")
         self.worker = psutil.Process(popen.pid)
 
     async def stop_worker(self) -> None:
+        """SIGTERM, as a deploy stops a worker (it finishes what is in flight); killed after 40 s."""
         popen, self._worker_popen = self._worker_popen, None
-        if popen is not None:
-            popen.terminate()
+        if popen is None:
+            return
+        popen.terminate()
+        try:
             await asyncio.to_thread(popen.wait, 40)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            await asyncio.to_thread(popen.wait)
+        if popen.stdout is not None:
+            popen.stdout.close()
 
     async def quiet(self, still_for: float = 2.0, at_most: float = 120.0) -> None:
         """Wait until no message has reached the emulator for `still_for` seconds: what a phase
@@ -181,27 +192,33 @@ async def running_stack(
                 stdout=api_log,
                 stderr=api_log,
             )
-            stack = Stack(
-                folder=folder,
-                settings=settings,
-                client=client,
-                emulator=emulator,
-                api_url=f"http://127.0.0.1:{api_port}",
-                api_key=api_key,
-                server=_child_named("temporal"),
-                api=psutil.Process(api.pid),
-                _logs=[api_log],
-            )
+            stack: Stack | None = None
             try:
+                stack = Stack(
+                    folder=folder,
+                    settings=settings,
+                    client=client,
+                    emulator=emulator,
+                    api_url=f"http://127.0.0.1:{api_port}",
+                    api_key=api_key,
+                    server=_child_named("temporal"),
+                    api=psutil.Process(api.pid),
+                    _logs=[api_log],
+                )
                 await stack.start_worker()
                 await _wait_for_health(stack.api_url, folder)
                 yield stack
             finally:
-                await stack.stop_worker()
+                if stack is not None:
+                    await stack.stop_worker()
+                    for log in stack._logs:
+                        log.close()
                 api.terminate()
-                await asyncio.to_thread(api.wait, 20)
-                for log in stack._logs:
-                    log.close()
+                try:
+                    await asyncio.to_thread(api.wait, 20)
+                except subprocess.TimeoutExpired:
+                    api.kill()
+                api_log.close()
 
 
 async def _connect_when_ready(settings: Settings) -> Client:

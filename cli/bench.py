@@ -76,15 +76,24 @@ def bench(
         )
     if not scenario.exists() and "simulation" in selected:
         raise typer.BadParameter(f"{scenario} does not exist", param_hint="--scenario")
+    sizes = _numbers(sleeping, int) or [1000]
+    if min(sizes) < 1:
+        raise typer.BadParameter("sizes must be 1 or more", param_hint="--sleeping")
+    rates = _numbers(ramp, float)
+    for name, rate_given, lasting in [("--rate", rate, seconds)] + [
+        ("--ramp", r, ramp_seconds) for r in rates
+    ]:
+        if rate_given * lasting < 1:
+            raise typer.BadParameter(f"{rate_given:g}/s for {lasting:g} s makes no purchase", param_hint=name)
     options = Options(
         customers=customers,
         concurrency=concurrency,
         in_journey=in_journey,
         rate=rate,
         seconds=seconds,
-        ramp=_numbers(ramp, float),
+        ramp=rates,
         ramp_seconds=ramp_seconds,
-        sleeping=_numbers(sleeping, int) or [1000],
+        sleeping=sizes,
         history_purchases=history_purchases,
         simulations=simulations,
         scenario=scenario,

@@ -24,25 +24,29 @@ def normalise_url(url: str) -> str:
     return url
 
 
+POOL = {"pool_size": 20, "max_overflow": 20}
+"""As many kept connections as a worker has activity threads (16) and then some: a smaller
+pool closes and reopens connections (SQLite: and reruns the pragmas) every busy second."""
+
+
 @lru_cache(maxsize=16)
 def engine_for(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
-        if database and database != ":memory:":
+        in_memory = not database or database == ":memory:" or url == "sqlite://"
+        if not in_memory:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            # As many kept connections as a worker has activity threads: a smaller pool
-            # closes and reopens connections (and reruns the pragmas) on every busy second.
-            pool_size=20,
-            max_overflow=20,
+            # An in-memory database has one connection per thread (no pool to size).
+            **({} if in_memory else POOL),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **POOL)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -82,6 +82,19 @@ def test_an_unknown_benchmark_is_named_without_a_traceback() -> None:
     assert "Traceback" not in finished.stderr
 
 
+def test_sizes_that_measure_nothing_are_refused_naming_the_flag() -> None:
+    for arguments, flag in (
+        (["--sleeping", "0,100"], "--sleeping"),
+        (["--rate", "0.5", "--seconds", "1"], "--rate"),
+    ):
+        finished = subprocess.run(
+            [sys.executable, "-m", "bench", *arguments],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert finished.returncode == 2, finished.stderr
+        assert flag in finished.stderr and "Traceback" not in finished.stderr
+
+
 def test_percentiles_are_nearest_rank() -> None:
     values = [float(n) for n in range(1, 101)]
     assert percentile(values, 0.99) == 99.0

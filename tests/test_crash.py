@@ -79,9 +79,12 @@ async def test_worker_stopped_by_sigterm_finishes_the_send_in_flight(
         worker.send_signal(signal.SIGTERM)
         await asyncio.sleep(1)
         assert worker.poll() is None, "the worker waits for the send in flight"
+        emulator.release()
+        output, _ = await asyncio.to_thread(worker.communicate, timeout=60)
     finally:
         emulator.release()
-    output, _ = await asyncio.to_thread(worker.communicate, timeout=60)
+        if worker.poll() is None:
+            worker.kill()
     assert worker.returncode == 0
     assert "cyklo worker: stopped" in output
     [welcome] = _ledger(settings)
