@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -108,10 +109,10 @@ async def run_suite(options: Options, console: Console) -> dict[str, Any]:
                 async with ShopClient(stack.api_url, stack.api_key) as shop:
                     await _with_stack(options, stack, shop, phase, results, folder)
             if not options.keep:
-                import shutil
-
                 shutil.rmtree(folder, ignore_errors=True)
                 results["folder"] = None
+                if "profile" in results:
+                    results["profile"]["raw_stacks"] = None  # it was in the folder: --keep keeps it
     results["seconds"] = round(time.monotonic() - began, 1)
     return results
 
