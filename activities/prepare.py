@@ -22,13 +22,13 @@ class JourneyPreparation:
 
     @activity.defn(name="prepare_journey")
     def prepare_journey(self, request: PrepareRequest) -> PreparedJourney:
-        with session_for(self.settings.database_url, read_only=True) as session:
-            version, definition_json = journey_versions.definition(
-                session, request.journey_id, request.version
-            )
+        url = self.settings.database_url
+        with session_for(url, read_only=True) as session:
+            version = request.version or journey_versions.newest_version(session, request.journey_id)
             timezone = session.exec(
                 select(Customer.timezone).where(Customer.id == request.customer_id)
             ).first()
+        definition_json = journey_versions.published(url, request.journey_id, version).definition
         if timezone is None:
             from definition.model import Journey
 

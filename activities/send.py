@@ -274,7 +274,6 @@ def _templates(database_url: str, journey_id: str, version: int) -> tuple[Any, l
     """A published version's templates never change, so one environment per version serves."""
     from definition.model import Journey
 
-    with session_for(database_url, read_only=True) as session:
-        published = journey_versions.get(session, journey_id, version)
+    published = journey_versions.published(database_url, journey_id, version)
     locales = Journey.model_validate_json(published.definition).locales
     return templates.environment(published.templates), locales

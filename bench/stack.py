@@ -12,13 +12,11 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -27,32 +25,13 @@ import psutil
 from temporalio.client import Client
 
 from bench.worker import READY
-from connection import connect
+from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator
 from publishing import publish_journeys
 from settings import Settings, as_environment
-from stack.local import Ports, temporal_dev_server
+from stack.local import Ports, connect_when_ready, free_port, temporal_dev_server
 from storage.database import migrate, session_for
 from storage.models import Customer
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def daytime_zone(now: datetime | None = None) -> str:
-    """A time zone where it is now between 10:00 and 18:00, nearest to UTC.
-
-    Welcome emails are marketing and wait for the end of quiet hours (21:00-09:00 in the
-    customer's zone): a benchmark run at night must still measure sends, not timers."""
-    now = now or datetime.now(UTC)
-    for hours in sorted(range(-12, 15), key=abs):
-        if 10 <= (now + timedelta(hours=hours)).hour < 18:
-            # IANA's Etc zones count the other way round: Etc/GMT-2 is UTC+2.
-            return "Etc/UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"
-    raise AssertionError("some offset between -12 and +14 hours is always daytime")
 
 
 @dataclass
@@ -184,7 +163,7 @@ async def running_stack(
         migrate(settings.database_url)
         publish_journeys(settings, [journeys])
         async with temporal_dev_server(folder, ports):
-            client = await _connect_when_ready(settings)
+            client = await connect_when_ready(settings)
             api_log = (folder / "api.log").open("ab")
             api = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", "cli.main", "api", "--port", str(api_port)],
@@ -219,17 +198,6 @@ async def running_stack(
                 except subprocess.TimeoutExpired:
                     api.kill()
                 api_log.close()
-
-
-async def _connect_when_ready(settings: Settings) -> Client:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return await connect(settings)
-        except RuntimeError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Temporal dev server did not start: see temporal.log") from None
-            await asyncio.sleep(0.3)
 
 
 def _child_named(name: str) -> psutil.Process:

@@ -43,6 +43,12 @@ class PortInUse(RuntimeError):
     pass
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def check_ports_free(ports: Ports) -> None:
     for name, port in vars(ports).items():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -118,7 +124,7 @@ async def temporal_dev_server(folder: Path, ports: Ports) -> AsyncIterator[str]:
         log.close()
 
 
-async def _connect_when_ready(settings: Settings, attempts: int = 120) -> Client:
+async def connect_when_ready(settings: Settings, attempts: int = 120) -> Client:
     for _ in range(attempts):
         try:
             return await connect(settings)
@@ -152,7 +158,7 @@ async def run(
     )
     emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))
     async with temporal_dev_server(folder, ports):
-        client = await _connect_when_ready(settings)
+        client = await connect_when_ready(settings)
         app = create_app(settings, client=client)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=ports.api, log_level="warning"))
         with emulator, ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sqlmodel import Session, col, func, select
 
+from storage.database import session_for
 from storage.models import JourneyVersion
 
 
@@ -44,33 +47,32 @@ def get(session: Session, journey_id: str, version: int | None = None) -> Journe
         query = query.where(JourneyVersion.version == version)
     row = session.exec(query.order_by(col(JourneyVersion.version).desc())).first()
     if row is None:
-        wanted = f"version {version} of " if version is not None else ""
-        raise JourneyNotPublished(
-            f"{wanted}journey {journey_id!r} is not published: run the worker or `cyklo publish`"
-        )
+        raise _not_published(journey_id, version)
     return row
 
 
-def definition(session: Session, journey_id: str, version: int | None = None) -> tuple[int, str]:
-    """(version, definition JSON) of a given version, or of the newest one when `version` is None.
+def _not_published(journey_id: str, version: int | None) -> JourneyNotPublished:
+    wanted = f"version {version} of " if version is not None else ""
+    return JourneyNotPublished(
+        f"{wanted}journey {journey_id!r} is not published: run the worker or `cyklo publish`"
+    )
 
-    Published versions never change, so each is read from the database once per process;
-    only the number of the newest is asked for each time, and never the templates."""
+
+def newest_version(session: Session, journey_id: str) -> int:
+    """The number of the newest published version (reads no definition, no templates)."""
+    version = session.exec(
+        select(func.max(JourneyVersion.version)).where(JourneyVersion.journey_id == journey_id)
+    ).one()
     if version is None:
-        version = session.exec(
-            select(func.max(JourneyVersion.version)).where(JourneyVersion.journey_id == journey_id)
-        ).one()
-        if version is None:
-            raise JourneyNotPublished(
-                f"journey {journey_id!r} is not published: run the worker or `cyklo publish`"
-            )
-    cache_key = (str(session.get_bind().engine.url), journey_id, version)
-    if cache_key not in _definitions:
-        _definitions[cache_key] = get(session, journey_id, version).definition
-    return version, _definitions[cache_key]
+        raise _not_published(journey_id, None)
+    return int(version)
 
 
-_definitions: dict[tuple[str, str, int], str] = {}
+@lru_cache(maxsize=64)
+def published(database_url: str, journey_id: str, version: int) -> JourneyVersion:
+    """A published version, read once per process: published versions never change."""
+    with session_for(database_url, read_only=True) as session:
+        return get(session, journey_id, version)
 
 
 def published_ids(session: Session) -> list[str]:

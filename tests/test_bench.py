@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.measures import distribution, percentile, top_functions
-from bench.stack import daytime_zone
+from definition.schedule import daytime_zone
 
 ROOT = Path(__file__).resolve().parent.parent
 

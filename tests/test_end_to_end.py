@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -25,33 +22,14 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from client.platform import Cyklo
 from connection import SEARCH_ATTRIBUTE_NAMES, installed_binary
+from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
+from stack.local import free_port
 from tests.conftest import JOURNEYS, REPO, emulator_settings
 from worker import build_worker
 
 KEY = "end-to-end-key-000000001"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _daytime_zone() -> str:
-    """A time zone where it is daytime now, so no quiet hours delay this real-time test
-    (these zones are never more than 5 hours apart, so one is always between 10 and 19)."""
-    zones = (
-        "Pacific/Auckland",
-        "Asia/Tokyo",
-        "Asia/Kolkata",
-        "Europe/Warsaw",
-        "America/New_York",
-        "America/Los_Angeles",
-        "Pacific/Honolulu",
-    )
-    return next(name for name in zones if 10 <= datetime.now(UTC).astimezone(ZoneInfo(name)).hour < 19)
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
@@ -94,7 +72,7 @@ async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Sta
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
         dev_server_log_level="error",
     )
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     signing_key = new_sendgrid_key()
     settings = emulator_settings(
@@ -128,7 +106,7 @@ async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Sta
 
 
 async def test_platform_and_support_story_on_the_dev_server(stack: Stack) -> None:
-    zone = _daytime_zone()
+    zone = daytime_zone()
     with Cyklo(stack.api_url, KEY) as cyklo:
         await asyncio.to_thread(
             cyklo.identify,
@@ -198,7 +176,7 @@ async def cyklo_cli(stack: Stack, *arguments: str) -> tuple[int, str, str]:
 
 
 async def test_cli_verbs_drive_the_same_api(stack: Stack) -> None:
-    zone = _daytime_zone()
+    zone = daytime_zone()
     put = await cyklo_cli(
         stack,
         "customer",
@@ -257,7 +235,7 @@ async def test_support_page_shows_the_customer_and_an_action_clicked_takes_effec
             "c-web",
             email="web@example.com",
             first_name="Wera",
-            timezone=_daytime_zone(),
+            timezone=daytime_zone(),
             consents={"email": True},
         )
         await asyncio.to_thread(cyklo.track, "c-web", "signed_up", event_id="web-1")
