@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from api.app import create_app
+from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator
 from emulator.signing import new_sendgrid_key, sendgrid_public_key, sign_sendgrid, sign_twilio
 from storage.database import session_for
@@ -27,6 +28,8 @@ ALA = {
     "email": "ala@example.com",
     "phone": "+48601234567",
     "first_name": "Ala",
+    # Daytime wherever the real clock is: the welcome must not wait for quiet hours.
+    "timezone": daytime_zone(),
     "consents": {"email": True, "sms": True},
 }
 
