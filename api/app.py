@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import pages, support, webhooks
 from api.auth import parse_keys, requires
+from definition.identifiers import Identifier, event_id_problem
 from definition.model import Journey
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
@@ -92,7 +93,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.put("/v1/customers/{customer_id}", tags=["platform"], dependencies=[Depends(requires("events"))])
-    async def put_customer(customer_id: str, request: Request) -> dict[str, Any]:
+    async def put_customer(customer_id: Identifier, request: Request) -> dict[str, Any]:
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise HTTPException(
@@ -142,7 +143,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @app.get(
         "/v1/customers/{customer_id}", tags=["support"], dependencies=[Depends(requires("support:read"))]
     )
-    async def get_customer(customer_id: str, request: Request) -> dict[str, Any]:
+    async def get_customer(customer_id: Identifier, request: Request) -> dict[str, Any]:
         return await customer_record(request, customer_id)
 
     return app
@@ -190,6 +191,8 @@ async def _route_all(router: EventRouter, items: list[Any]) -> list[EventResult]
 
     async def one(index: int, item: Any) -> EventResult:
         given_id = item.get("event_id") if isinstance(item, dict) else None
+        if event_id_problem(given_id) is not None:
+            given_id = None  # echoing a malformed id (a number, a lone surrogate) would break the answer
         try:
             event = IncomingEvent.model_validate(item)
         except ValidationError as error:

@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import requires
+from definition.identifiers import Identifier
 from settings import Settings
 from storage import journey_versions
 from storage.database import session_for
@@ -33,7 +34,7 @@ class ActionRequest(BaseModel):
 
 @router.post("/v1/customers/{customer_id}/journeys/{journey_id}/{action}")
 async def act(
-    customer_id: str,
+    customer_id: Identifier,
     journey_id: str,
     action: Action,
     body: ActionRequest,
@@ -95,7 +96,7 @@ async def customers_by_stage(
 
 
 @router.delete("/v1/customers/{customer_id}", dependencies=[Depends(requires("support:write"))])
-async def erase(customer_id: str, request: Request) -> dict[str, Any]:
+async def erase(customer_id: Identifier, request: Request) -> dict[str, Any]:
     """GDPR erasure: journeys ended, profile deleted, ledger rows kept without personal data."""
     settings: Settings = request.app.state.settings
     client: Client = request.app.state.client

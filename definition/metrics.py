@@ -12,12 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from definition.events import EventType
+
 POINTS_VALIDITY = timedelta(days=365)
 """Loyalty points (1 per 1 PLN) expire this long after the last purchase."""
 ROLLING_YEAR = timedelta(days=365)
 FAVOURITES = 3
-REACTION_EVENTS = frozenset({"email_opened", "email_clicked"})
-METRIC_EVENTS = frozenset({"purchase"}) | REACTION_EVENTS
+REACTION_EVENTS = frozenset({EventType.EMAIL_OPENED, EventType.EMAIL_CLICKED})
+METRIC_EVENTS = frozenset({EventType.PURCHASE}) | REACTION_EVENTS
 """Events every journey receives, whatever it waits for: the metrics are made of them."""
 
 

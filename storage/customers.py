@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from sqlmodel import Session
 
+from definition.identifiers import Identifier
 from storage.models import Customer, utcnow
 
 SUPPORTED_LOCALES = ("pl", "en")
@@ -29,7 +30,7 @@ class CustomerProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    id: Identifier
     email: EmailStr | None = None
     phone: str | None = None
     first_name: str | None = Field(default=None, max_length=100)

@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 with workflow.unsafe.imports_passed_through():
     from definition.conditions import ConditionError, evaluate
     from definition.durations import format_duration
+    from definition.events import invalid_declared
     from definition.metrics import REACTION_EVENTS
     from definition.model import Journey
     from definition.program import (
@@ -74,6 +75,10 @@ def workflow_runner() -> SandboxedWorkflowRunner:
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )
 
+
+SKIP_INVALID_EVENTS = "skip-invalid-events"
+"""Patch: an event whose properties the workflow cannot use is recorded and skipped (before,
+a wrong category failed the workflow task for good, and a missing amount counted as 0)."""
 
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -321,6 +326,14 @@ class JourneyWorkflow:
             return
         self.events_this_run += 1
         state.seen_event_ids = bounded([*state.seen_event_ids, event.event_id], SEEN_EVENT_IDS)
+        invalid = self._invalid_properties(event)
+        # Only a wrong event reaches the patch check, so histories of valid events replay
+        # unchanged; one that an older worker handled the lenient way keeps that path on replay.
+        if invalid and workflow.patched(SKIP_INVALID_EVENTS):
+            record.properties = {}  # the values may be what is wrong: none is copied
+            record.effect = f"skipped: invalid properties ({', '.join(invalid)})"
+            state.recent_events = bounded([*state.recent_events, record], RECENT_EVENTS)
+            return
         state.last_event_at[event.type] = self._now()
         if event.type == "purchase":
             amount = event.properties.get("amount", 0)
@@ -333,6 +346,14 @@ class JourneyWorkflow:
             state.metrics.record_reaction(event.type)
         record.effect = self._react(event)
         state.recent_events = bounded([*state.recent_events, record], RECENT_EVENTS)
+
+    def _invalid_properties(self, event: JourneyEvent) -> list[str]:
+        """What the workflow could not use of this event, by name; the API refuses all of it,
+        so this finds only events from before a rule existed, or a rule that slipped."""
+        invalid = invalid_declared(event.type, event.properties)
+        if event.occurred_at.utcoffset() is None:
+            invalid.append("occurred_at")
+        return invalid
 
     def _react(self, event: JourneyEvent) -> str:
         definition = self._definition()
