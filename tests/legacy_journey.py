@@ -1,0 +1,23 @@
+"""The journey workflow as it was before it checked event properties, for recovery and replay
+tests. A module of its own: the sandbox re-imports a workflow's module, so it imports only
+the workflow."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from workflows.interface import JourneyEvent, JourneyInput, JourneyResult
+from workflows.journey import JourneyWorkflow
+
+
+@workflow.defn(name="Journey")
+class JourneyBeforeTheFix(JourneyWorkflow):
+    """Uses whatever an event carries: a category of 7 fails the workflow task, a missing
+    amount counts as 0."""
+
+    @workflow.run
+    async def run(self, input: JourneyInput) -> JourneyResult:
+        return await super().run(input)
+
+    def _invalid_properties(self, event: JourneyEvent) -> list[str]:
+        return []
