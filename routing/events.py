@@ -54,7 +54,8 @@ class IncomingEvent(BaseModel):
     customer_id: Identifier
     type: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)
     occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
-    properties: dict[str, Any] = {}
+    # Validated when left out too: a purchase without properties has no amount.
+    properties: dict[str, Any] = Field(default_factory=dict, validate_default=True)
 
     @field_validator("occurred_at")
     @classmethod
