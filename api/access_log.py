@@ -40,7 +40,10 @@ class RedactSecrets(logging.Filter):
             client, method, path, version, status_code = record.args
             record.args = (client, method, self._scrub(redact_query(str(path))), version, status_code)
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a malformed call: the handler reports it as logging always does
         scrubbed = self._scrub(message)
         if scrubbed != message:
             record.msg, record.args = scrubbed, ()
