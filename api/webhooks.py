@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 
+from activities.sms import TWILIO_OUTCOMES
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
 from storage import ledger
@@ -37,14 +38,6 @@ SENDGRID_STATUS = {
     "bounce": "bounced",
     "dropped": "failed",
 }
-TWILIO_STATUS = {
-    "sent": "sent",
-    "delivered": "delivered",
-    "read": "delivered",
-    "undelivered": "failed",
-    "failed": "failed",
-}
-"""Twilio's MessageStatus values that say what became of a message; queued, sending… do not yet."""
 JOURNEY_EVENT = {"open": "email_opened", "click": "email_clicked", "bounce": "email_bounced"}
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 START_WORDS = frozenset({"START", "YES", "UNSTOP"})
@@ -337,7 +330,7 @@ async def twilio_status(request: Request) -> Response:
 
 
 def _record_twilio_status(settings: Settings, callback: TwilioStatus) -> bool:
-    outcome = TWILIO_STATUS.get(callback.MessageStatus)
+    outcome = TWILIO_OUTCOMES.get(callback.MessageStatus)
     if outcome is None:
         return False
     with session_for(settings.database_url) as session:

@@ -9,7 +9,9 @@ from its message list, and keeps a note of where that word came from.
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from datetime import datetime
+
+from sqlmodel import Session, col, select
 
 from storage.models import Customer, Message, utcnow
 
@@ -39,6 +41,20 @@ def advance_status(session: Session, message: Message, status: str, reason: str 
 
 def is_outcome_unknown(message: Message) -> bool:
     return message.status == "failed" and (message.reason or "").startswith(OUTCOME_UNKNOWN)
+
+
+def outcome_unknown_since(session: Session, cutoff: datetime) -> list[Message]:
+    """Messages that became `failed (outcome unknown)` since `cutoff`, oldest first."""
+    query = (
+        select(Message)
+        .where(
+            Message.status == "failed",
+            col(Message.reason).startswith(OUTCOME_UNKNOWN, autoescape=True),
+            Message.created_at >= cutoff,
+        )
+        .order_by(col(Message.created_at))
+    )
+    return list(session.exec(query).all())
 
 
 def apply_evidence(
