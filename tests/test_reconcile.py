@@ -29,8 +29,8 @@ from publishing import publish_journeys
 from reconciliation import CLOCK_SKEW, TWILIO_QUEUE_LIMIT, Listed, ReconcileError, match, reconcile
 from routing.events import IncomingEvent
 from settings import Settings, as_environment
-from storage import customers
-from storage.database import session_for
+from storage import customers, ledger
+from storage.database import migrate, session_for
 from storage.models import Message
 from tests.conftest import JOURNEYS, REPO, World, emulator_settings, make_scenario
 from tests.test_emulator_contracts import MESSAGES_PATH, TWILIO_FILE, contract, problems, resolve
@@ -349,3 +349,46 @@ async def test_reconcile_without_twilio_answering_says_so_clearly(
     assert (
         answer.stderr.startswith("cyklo reconcile: Twilio unreachable") and "Traceback" not in answer.stderr
     )
+
+
+# --- the ledger's rule, on SQLite and PostgreSQL ----------------------------------------------
+
+
+def test_evidence_repairs_only_an_unknown_outcome_and_never_loses_an_early_webhook(database_url: str) -> None:
+    migrate(database_url)
+    now = datetime.now(UTC)
+    with session_for(database_url) as session:
+        rows = {
+            "unknown": _row(10, now=now, id=None),
+            "old unknown": _row(3 * 24 * 60, now=now, id=None),
+            "rejected": _row(10, now=now, id=None),
+            "in flight": _row(1, now=now, id=None),
+        }
+        rows["rejected"].reason = "21211: invalid number"
+        rows["in flight"].status = "sending"
+        for name, row in rows.items():
+            row.idempotency_key = name
+            session.add(row)
+        session.commit()
+
+        found = ledger.outcome_unknown_since(session, now - timedelta(days=2))
+        assert [row.idempotency_key for row in found] == ["unknown"]
+
+        unknown, rejected = rows["unknown"], rows["rejected"]
+        assert ledger.apply_evidence(session, unknown, "delivered", "webhook: sendgrid delivered", "250 OK")
+        assert not ledger.apply_evidence(session, rejected, "delivered", "webhook: sendgrid delivered")
+        session.commit()
+        assert (unknown.status, rejected.status) == ("delivered", "failed")
+        assert unknown.reason == "repaired by webhook: sendgrid delivered: 250 OK (outcome unknown before)"
+        assert ledger.outcome_unknown_since(session, now - timedelta(days=2)) == []
+
+        # A delivery webhook reached the row while the provider call was still waiting.
+        in_flight = rows["in flight"]
+        assert ledger.advance_status(session, in_flight, "delivered")
+        session.commit()
+        assert in_flight.id is not None
+        kept = ledger.record_outcome_unknown(session, in_flight.id, "outcome unknown: read timeout")
+        assert kept.status == "delivered"
+
+        for junk in ("9" * 30, -1, 0, "abc", None, "1e3"):
+            assert ledger.message_by_id(session, junk) is None

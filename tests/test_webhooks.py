@@ -351,3 +351,30 @@ async def test_malformed_signed_twilio_status_callbacks_are_skipped_with_2xx(sta
 
     assert (unknown_sid.status_code, forged.status_code) == (204, 403)
     assert stack.message("welcome").status == welcome.status
+
+
+async def test_an_outage_answers_503_so_sendgrid_sends_the_batch_again_and_nothing_is_lost(
+    stack: Stack,
+) -> None:
+    from sqlalchemy import text
+
+    from storage.database import engine_for, normalise_url
+
+    engine = engine_for(normalise_url(stack.world.settings.database_url))
+    batch = [sendgrid_event(stack, "open", "sg-o1"), sendgrid_event(stack, "open", "sg-o2", timestamp="x")]
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE events RENAME TO events_away"))  # the events store is out
+    try:
+        during = await stack.sendgrid(batch)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE events_away RENAME TO events"))
+    after = await stack.sendgrid(batch)
+    await stack.world.env.sleep(timedelta(seconds=5))
+
+    assert during.status_code == 503 and during.headers["Retry-After"]
+    assert (during.json()["failed"], len(during.json()["skipped"])) == (1, 1)
+    assert (after.status_code, after.json()["applied"]) == (200, 1)
+    view = await stack.world.env.client.get_workflow_handle("journey:lifecycle:c-ala").query("state")
+    assert view["metrics"]["emails_opened"] == 1
+    assert stack.message("welcome").status == "opened"
