@@ -72,8 +72,9 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(world: World, **overrides: Any) -> AsyncIterator[Stack]:
-    """Worker and API for the test's world; Ala has signed up and her welcome was sent (or tried)."""
+async def running_stack(world: World, *, settled: bool = True, **overrides: Any) -> AsyncIterator[Stack]:
+    """Worker and API for the test's world; Ala has signed up and her welcome was sent (or
+    tried), or, unless `settled`, is being sent."""
     signing_key = new_sendgrid_key()
     settings = world.settings.model_copy(
         update={
@@ -93,7 +94,8 @@ async def running_stack(world: World, **overrides: Any) -> AsyncIterator[Stack]:
                 await client.put("/v1/customers/c-ala", json=ALA, headers=headers)
                 event = {"event_id": "e-1", "customer_id": "c-ala", "type": "signed_up"}
                 assert (await client.post("/v1/events", json=event, headers=headers)).status_code == 202
-                await world.env.sleep(timedelta(minutes=1))
+                if settled:
+                    await world.env.sleep(timedelta(minutes=1))
                 yield Stack(client, world, signing_key)
 
 
@@ -378,3 +380,24 @@ async def test_an_outage_answers_503_so_sendgrid_sends_the_batch_again_and_nothi
     view = await stack.world.env.client.get_workflow_handle("journey:lifecycle:c-ala").query("state")
     assert view["metrics"]["emails_opened"] == 1
     assert stack.message("welcome").status == "opened"
+
+
+async def test_a_delivery_webhook_that_beats_the_sends_timeout_is_not_overwritten(
+    world: World, emulator: ProviderEmulator
+) -> None:
+    emulator.hold("email")
+    try:
+        async with running_stack(world, settled=False, provider_timeout_seconds=5) as running:
+            await _until(lambda: len(emulator.messages("email")) == 1)
+            [taken] = emulator.messages("email")
+            assert running.message("welcome").status == "sending", "the send is still waiting for SendGrid"
+            delivered = {"event": "delivered", "sg_event_id": "sg-early", "timestamp": int(time.time())}
+            answer = await running.sendgrid([{**delivered, **taken.custom_args}])
+            # The send gives up waiting (5 s after its request): outcome unknown, were it not
+            # for the webhook.
+            await asyncio.sleep(7)
+
+            assert answer.status_code == 204
+            assert running.message("welcome").status == "delivered"
+    finally:
+        emulator.release()
