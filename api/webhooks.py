@@ -3,6 +3,11 @@
 SendGrid signs its event webhook with ECDSA over `timestamp + raw body`; Twilio signs form
 posts with HMAC-SHA1 over the public URL and the sorted parameters. Nothing is changed
 before the signature is checked, and only the raw bytes are verified.
+
+A signed batch is applied item by item, each parsed on its own: a malformed item is logged
+(ids and field names only) and listed in the answer, the others are applied, and the answer
+is 2xx, since the provider could only send the same bytes again. Only an outage (database,
+Temporal) answers 503, so the provider retries; every item is safe to apply twice.
 """
 
 from __future__ import annotations
