@@ -69,6 +69,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         app.state.router = EventRouter(app.state.client, settings, _published_journeys(settings))
         yield
 
+    if client is None:
+        from connection import data_converter
+
+        data_converter(settings)  # no payload keys: refuse here, in one line, not in a startup traceback
     app = FastAPI(title="cyklo", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.state.api_keys = parse_keys(settings.api_keys)
     app.state.settings = settings

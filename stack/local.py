@@ -27,6 +27,7 @@ from api.app import create_app
 from connection import SEARCH_ATTRIBUTE_NAMES, connect, installed_binary
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
+from payload_encryption import new_payload_key
 from settings import Settings
 from worker import ACTIVITY_THREADS, build_worker
 
@@ -68,6 +69,16 @@ def dev_api_key(folder: Path) -> str:
     path = folder / "dev-api-key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(24) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def dev_payload_keys(folder: Path) -> str:
+    """The payload key ring of a data folder, kept there beside the Temporal history it
+    decrypts: a restart must read what the last run wrote."""
+    path = folder / "payload-keys"
+    if not path.exists():
+        path.write_text(new_payload_key("dev1") + "\n")
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -154,6 +165,7 @@ async def run(
             "api_keys": f"{api_key}=events,support:read,support:write",
             "sendgrid_webhook_public_key": sendgrid_public_key(signing_key),
             "public_url": api_url,
+            "payload_keys": base.payload_keys or dev_payload_keys(folder),
         }
     )
     emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))
