@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import pages, support, webhooks
+from api import pages, privacy, support, webhooks
 from api.auth import parse_keys, requires
 from definition.model import Journey
 from routing.events import EventRouter, IncomingEvent
@@ -89,6 +89,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     app.include_router(webhooks.router)
     app.include_router(support.router)
+    app.include_router(privacy.router)
     app.include_router(pages.router)
 
     @app.get("/health", tags=["health"])
