@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
@@ -30,7 +34,7 @@ from payload_encryption import (
 from publishing import publish_journeys
 from routing.events import IncomingEvent
 from settings import Settings
-from tests.conftest import JOURNEYS, World, make_scenario
+from tests.conftest import JOURNEYS, REPO, World, make_scenario
 from tests.payloads import decrypted, encoding, payloads, text
 from worker import build_worker
 from workflows.journey import JourneyWorkflow, workflow_runner
@@ -181,3 +185,27 @@ async def test_history_on_the_server_is_encrypted_and_replays_with_the_key(
     # The task failure itself is encrypted; the worker's log says what is wrong.
     assert failed.replay_failure is not None
     assert "key id 'test', which CYKLO_PAYLOAD_KEYS does not hold (it holds next)" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["worker", "api"])
+def test_worker_and_api_without_keys_refuse_to_start_in_one_line(command: str, tmp_path: Path) -> None:
+    environment = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("CYKLO_")},
+        "CYKLO_DATABASE_URL": f"sqlite:///{tmp_path}/cyklo.db",
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",  # never reached: the refusal comes first
+    }
+    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "cli.main", command],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert (
+        "CYKLO_PAYLOAD_KEYS is not set" in result.stderr
+        and "CYKLO_ALLOW_UNENCRYPTED_PAYLOADS" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
