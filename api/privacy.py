@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import requires
 from api.support import _quoted
+from definition.model import Channel
 from settings import Settings
 from storage import consents, journey_versions
 from storage.database import session_for
@@ -48,7 +49,7 @@ class ExportedProfile(_FromRow):
 
 
 class ConsentChange(_FromRow):
-    channel: str
+    channel: Channel
     change: str
     """granted, withdrawn, suppressed, lifted, or noted (said, but nothing changed)"""
     origin: str
@@ -81,7 +82,7 @@ class ExportedMessage(_FromRow):
     journey_version: int
     stage: str
     step: str
-    channel: str
+    channel: Channel
     template: str
     transactional: bool
     status: str

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
+from definition.model import Channel
 from storage.models import ConsentRecord, Customer, utcnow
 
 
@@ -38,7 +39,7 @@ class Origin(StrEnum):
 def record(
     session: Session,
     customer_id: str,
-    channel: str,
+    channel: Channel,
     change: Change,
     origin: Origin,
     source: str | None,
@@ -70,10 +71,11 @@ def record_profile_consents(
     session: Session, customer: Customer, email: bool, sms: bool, source: str | None, at: datetime
 ) -> None:
     """The shop's consent flags, applied to the profile; a row for each channel that changed."""
-    for channel, before, after in (
+    changes: list[tuple[Channel, bool, bool]] = [
         ("email", customer.consent_email, email),
         ("sms", customer.consent_sms, sms),
-    ):
+    ]
+    for channel, before, after in changes:
         if before != after:
             record(
                 session,
