@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     task_queue: str = Field("cyklo", validation_alias=_env("CYKLO_TASK_QUEUE"))
     workflow_cache_size: int = Field(1000, ge=0, validation_alias=_env("CYKLO_WORKFLOW_CACHE_SIZE"))
     events_per_run: int = Field(500, gt=0, validation_alias=_env("CYKLO_EVENTS_PER_RUN"))
+    payload_keys: str = Field("", validation_alias=_env("CYKLO_PAYLOAD_KEYS"))
+    """`KID:BASE64,KID:BASE64` (32-byte keys): the first encrypts what goes to Temporal, all decrypt."""
+    allow_unencrypted_payloads: bool = Field(False, validation_alias=_env("CYKLO_ALLOW_UNENCRYPTED_PAYLOADS"))
+    """Run without CYKLO_PAYLOAD_KEYS, payloads in plain text: an explicit choice, never a default."""
 
     sendgrid_api_key: str = Field("", validation_alias=_env("SENDGRID_API_KEY"))
     sendgrid_host: str = Field("https://api.sendgrid.com", validation_alias=_env("CYKLO_SENDGRID_HOST"))

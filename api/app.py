@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import pages, support, webhooks
+from api import pages, privacy, support, webhooks
 from api.auth import parse_keys, requires
 from definition.model import Journey
 from routing.events import EventRouter, IncomingEvent
@@ -69,6 +69,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         app.state.router = EventRouter(app.state.client, settings, _published_journeys(settings))
         yield
 
+    if client is None:
+        from connection import data_converter
+
+        data_converter(settings)  # no payload keys: refuse here, in one line, not in a startup traceback
     app = FastAPI(title="cyklo", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.state.api_keys = parse_keys(settings.api_keys)
     app.state.settings = settings
@@ -85,6 +89,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     app.include_router(webhooks.router)
     app.include_router(support.router)
+    app.include_router(privacy.router)
     app.include_router(pages.router)
 
     @app.get("/health", tags=["health"])

@@ -364,11 +364,5 @@ def _record_inbound(settings: Settings, params: dict[str, str]) -> None:
     if word not in STOP_WORDS and word not in START_WORDS:
         return  # HELP and ordinary replies change no consent
     with session_for(settings.database_url) as session:
-        for customer in ledger.customers_by_phone(session, params.get("From", "")):
-            stopped = word in STOP_WORDS
-            customer.sms_suppressed = stopped
-            customer.consent_sms = not stopped
-            customer.consent_source = f"sms {word}"
-            customer.consent_updated_at = customer.updated_at = datetime.now(UTC)
-            session.add(customer)
+        ledger.apply_sms_reply(session, params.get("From", ""), word, stop=word in STOP_WORDS)
         session.commit()

@@ -27,6 +27,7 @@ from api.app import create_app
 from connection import SEARCH_ATTRIBUTE_NAMES, connect, installed_binary
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
+from payload_encryption import new_payload_key
 from settings import Settings
 from worker import ACTIVITY_THREADS, build_worker
 
@@ -76,6 +77,16 @@ def dev_session_secret(folder: Path) -> str:
 def _folder_secret(path: Path, size: int) -> str:
     if not path.exists():
         path.write_text(secrets.token_urlsafe(size) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def dev_payload_keys(folder: Path) -> str:
+    """The payload key ring of a data folder, kept there beside the Temporal history it
+    decrypts: a restart must read what the last run wrote."""
+    path = folder / "payload-keys"
+    if not path.exists():
+        path.write_text(new_payload_key("dev1") + "\n")
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -163,6 +174,7 @@ async def run(
             "session_secret": base.session_secret or dev_session_secret(folder),
             "sendgrid_webhook_public_key": sendgrid_public_key(signing_key),
             "public_url": api_url,
+            "payload_keys": base.payload_keys or dev_payload_keys(folder),
         }
     )
     emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))

@@ -13,6 +13,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from storage import consents
+from storage.consents import Change, Origin
 from storage.models import Customer, Message, utcnow
 
 PROGRESS = {"sending": 0, "sent": 1, "delivered": 2, "opened": 3, "clicked": 4}
@@ -103,17 +105,21 @@ def message_by_provider_id(session: Session, provider_id: str) -> Message | None
     return session.exec(select(Message).where(Message.provider_message_id == provider_id)).first()
 
 
-def suppress_email(session: Session, customer_id: str) -> None:
+def suppress_email(session: Session, customer_id: str, source: str = "hard bounce or spam report") -> None:
     customer = session.get(Customer, customer_id)
     if customer is not None and not customer.email_suppressed:
         customer.email_suppressed = True
         customer.updated_at = utcnow()
         session.add(customer)
+        consents.record(session, customer_id, "email", Change.SUPPRESSED, Origin.SENDGRID, source)
 
 
 def set_email_consent(session: Session, customer_id: str, consent: bool, source: str) -> None:
     customer = session.get(Customer, customer_id)
     if customer is not None:
+        if customer.consent_email != consent:
+            change = Change.GRANTED if consent else Change.WITHDRAWN
+            consents.record(session, customer_id, "email", change, Origin.SENDGRID, source)
         customer.consent_email = consent
         customer.consent_source = source
         customer.consent_updated_at = customer.updated_at = utcnow()
@@ -122,3 +128,35 @@ def set_email_consent(session: Session, customer_id: str, consent: bool, source:
 
 def customers_by_phone(session: Session, phone: str) -> list[Customer]:
     return list(session.exec(select(Customer).where(Customer.phone == phone)).all())
+
+
+def apply_sms_reply(session: Session, phone: str, word: str, stop: bool) -> None:
+    """A customer's STOP or START, for every profile with that number.
+
+    STOP suppresses every SMS. START lifts only a suppression the customer made by STOP:
+    it never grants marketing consent, which stays what the shop's profile recorded, and
+    it leaves a suppression of any other origin in place. Either way the reply is recorded."""
+    source = f"SMS {word}"
+    for customer in customers_by_phone(session, phone):
+        if stop and not customer.sms_suppressed:
+            customer.sms_suppressed = True
+            consents.record(session, customer.id, "sms", Change.SUPPRESSED, Origin.SMS_REPLY, source)
+        elif stop:
+            consents.record(
+                session, customer.id, "sms", Change.NOTED, Origin.SMS_REPLY, f"{source}: already suppressed"
+            )
+        elif customer.sms_suppressed and consents.suppressed_by_sms_reply(session, customer.id):
+            customer.sms_suppressed = False
+            consents.record(session, customer.id, "sms", Change.LIFTED, Origin.SMS_REPLY, source)
+        else:
+            why = "suppressed by other means" if customer.sms_suppressed else "no STOP to lift"
+            consents.record(
+                session,
+                customer.id,
+                "sms",
+                Change.NOTED,
+                Origin.SMS_REPLY,
+                f"{source}: {why}, consent unchanged",
+            )
+        customer.updated_at = utcnow()
+        session.add(customer)

@@ -17,12 +17,11 @@ import httpx
 import pytest
 import uvicorn
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from client.platform import Cyklo
-from connection import SEARCH_ATTRIBUTE_NAMES, installed_binary
+from connection import SEARCH_ATTRIBUTE_NAMES, data_converter, installed_binary
 from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
@@ -67,12 +66,6 @@ class Stack:
 
 @pytest.fixture
 async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Stack]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=installed_binary("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
-        dev_server_log_level="error",
-    )
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     signing_key = new_sendgrid_key()
@@ -84,6 +77,12 @@ async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Sta
         api_keys=f"{KEY}=events,support:read,support:write",
         sendgrid_webhook_public_key=sendgrid_public_key(signing_key),
         public_url=api_url,
+    )
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=installed_binary("temporal"),
+        data_converter=data_converter(settings),
+        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
+        dev_server_log_level="error",
     )
     emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))
     server = uvicorn.Server(

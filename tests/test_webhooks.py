@@ -14,11 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlmodel import select
 
 from api.app import create_app
 from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator
 from emulator.signing import new_sendgrid_key, sendgrid_public_key, sign_sendgrid, sign_twilio
+from storage import consents
 from storage.database import session_for
 from storage.models import Customer, Message
 from tests.conftest import JOURNEYS, World
@@ -60,9 +62,16 @@ class Stack:
 
     def message(self, template: str) -> Message:
         with session_for(self.world.settings.database_url) as session:
-            from sqlmodel import select
-
             return session.exec(select(Message).where(Message.template == template)).one()
+
+    def messages(self) -> list[Message]:
+        with session_for(self.world.settings.database_url) as session:
+            return list(session.exec(select(Message).where(Message.customer_id == "c-ala")).all())
+
+    def consent_history(self, channel: str) -> list[tuple[str, str, str | None]]:
+        with session_for(self.world.settings.database_url) as session:
+            rows = consents.history(session, "c-ala")
+        return [(row.change, row.origin, row.source) for row in rows if row.channel == channel]
 
     def customer(self) -> Customer:
         with session_for(self.world.settings.database_url) as session:
@@ -159,20 +168,87 @@ async def test_hard_bounce_suppresses_email_for_the_customer(stack: Stack) -> No
 
     assert stack.message("welcome").status == "bounced"
     assert stack.customer().email_suppressed is True
+    assert stack.consent_history("email")[-1] == ("suppressed", "sendgrid", "hard bounce or spam report")
 
 
-async def test_twilio_stop_and_start_change_sms_consent_only_when_signed(stack: Stack) -> None:
+async def test_unsubscribe_withdraws_email_consent_and_is_recorded_with_its_source(stack: Stack) -> None:
+    await stack.sendgrid([sendgrid_event(stack, "unsubscribe", "sg-8")])
+
+    assert stack.customer().consent_email is False
+    assert stack.consent_history("email") == [
+        ("granted", "profile", None),
+        ("withdrawn", "sendgrid", "sendgrid unsubscribe"),
+    ]
+
+
+async def test_twilio_stop_and_start_change_sms_suppression_only_when_signed(stack: Stack) -> None:
     forged = await stack.twilio(
         "/webhooks/twilio/inbound", {"From": "+48601234567", "Body": "STOP"}, token="wrong"
     )
-    assert forged.status_code == 403 and stack.customer().consent_sms is True
+    assert forged.status_code == 403 and stack.customer().sms_suppressed is False
 
     stop = await stack.twilio("/webhooks/twilio/inbound", {"From": "+48601234567", "Body": "stop"})
     assert stop.status_code == 200 and "<Response></Response>" in stop.text
-    assert (stack.customer().consent_sms, stack.customer().sms_suppressed) == (False, True)
+    # STOP stops every SMS; the shop's own consent record is left as the shop wrote it.
+    assert (stack.customer().consent_sms, stack.customer().sms_suppressed) == (True, True)
 
     await stack.twilio("/webhooks/twilio/inbound", {"From": "+48601234567", "Body": "START"})
     assert (stack.customer().consent_sms, stack.customer().sms_suppressed) == (True, False)
+    assert stack.consent_history("sms") == [
+        ("granted", "profile", None),
+        ("suppressed", "sms_reply", "SMS STOP"),
+        ("lifted", "sms_reply", "SMS START"),
+    ]
+
+
+async def test_start_never_grants_sms_consent_the_profile_did_not_record(stack: Stack) -> None:
+    no_sms = {**ALA, "consents": {"email": True, "sms": False, "source": "checkout"}}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    assert (await stack.client.put("/v1/customers/c-ala", json=no_sms, headers=headers)).status_code == 200
+
+    for word in ("YES", "STOP", "START"):
+        await stack.twilio("/webhooks/twilio/inbound", {"From": "+48601234567", "Body": word})
+        assert stack.customer().consent_sms is False, word
+    assert stack.customer().sms_suppressed is False
+    assert stack.consent_history("sms") == [
+        ("granted", "profile", None),
+        ("withdrawn", "profile", "checkout"),
+        ("noted", "sms_reply", "SMS YES: no STOP to lift, consent unchanged"),
+        ("suppressed", "sms_reply", "SMS STOP"),
+        ("lifted", "sms_reply", "SMS START"),
+    ]
+
+    # The customer's first order: the marketing SMS thank-you is not sent, for want of consent.
+    order = {
+        "event_id": "e-2",
+        "customer_id": "c-ala",
+        "type": "purchase",
+        "properties": {"order_id": "o-1", "amount": 20.0},
+    }
+    assert (await stack.client.post("/v1/events", json=order, headers=headers)).status_code == 202
+    await stack.world.env.sleep(timedelta(minutes=1))
+    sms = [message for message in stack.messages() if message.channel == "sms"]
+    assert [(m.template, m.status, m.reason) for m in sms] == [
+        ("thank_you", "suppressed", "no marketing consent for sms")
+    ]
+
+
+async def test_start_leaves_a_suppression_the_customer_did_not_make_by_sms(stack: Stack) -> None:
+    with session_for(stack.world.settings.database_url) as session:
+        customer = session.get(Customer, "c-ala")
+        assert customer is not None
+        customer.sms_suppressed = True  # as an operator's import of a suppression list would
+        session.add(customer)
+        session.commit()
+
+    await stack.twilio("/webhooks/twilio/inbound", {"From": "+48601234567", "Body": "START"})
+
+    assert stack.customer().sms_suppressed is True
+    assert stack.consent_history("sms")[-1] == (
+        "noted",
+        "sms_reply",
+        "SMS START: suppressed by other means, consent unchanged",
+    )
 
 
 async def _signed_raw(stack: Stack, body: bytes) -> httpx.Response:
