@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import pages, support, webhooks
+from api import pages, privacy, support, webhooks
 from api.auth import parse_keys, requires
 from definition.identifiers import Identifier, event_id_problem
 from definition.model import Journey
@@ -70,6 +70,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         app.state.router = EventRouter(app.state.client, settings, _published_journeys(settings))
         yield
 
+    if client is None:
+        from connection import data_converter
+
+        data_converter(settings)  # no payload keys: refuse here, in one line, not in a startup traceback
     app = FastAPI(title="cyklo", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.state.api_keys = parse_keys(settings.api_keys)
     app.state.settings = settings
@@ -86,6 +90,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     app.include_router(webhooks.router)
     app.include_router(support.router)
+    app.include_router(privacy.router)
     app.include_router(pages.router)
 
     @app.get("/health", tags=["health"])

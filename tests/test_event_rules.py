@@ -18,11 +18,11 @@ from pydantic import ValidationError
 from sqlmodel import select
 from temporalio.api.enums.v1 import EventType as HistoryEventType
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
 from activities.prepare import JourneyPreparation
 from activities.send import MessageSender
+from connection import data_converter
 from definition.events import DECLARED, checked_properties, invalid_declared
 from routing.events import IncomingEvent
 from settings import Settings
@@ -281,7 +281,7 @@ async def test_a_bad_event_that_slipped_past_the_api_is_recorded_and_skipped(
     assert (view.stage, view.metrics["orders"]) == ("new", 1)
     assert await task_failures(journey(world)) == 0
     history = await journey(world).fetch_history()
-    replayed = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
+    replayed = await _replayer(world).replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, "the skip replays deterministically"
 
 
@@ -322,7 +322,7 @@ async def test_a_journey_wedged_by_a_bad_purchase_before_the_fix_recovers_on_the
     effects = {record.event_id: record.effect for record in view.recent_events}
     assert effects["e-bad"] == "skipped: invalid properties (category)"
     assert (view.stage, view.metrics["orders"]) == ("new", 1)
-    replayed = await _replayer().replay_workflow(await handle.fetch_history(), raise_on_replay_failure=False)
+    replayed = await _replayer(world).replay_workflow(await handle.fetch_history(), raise_on_replay_failure=False)
     assert replayed.replay_failure is None
 
 
@@ -349,7 +349,7 @@ async def test_a_history_where_an_older_worker_counted_a_missing_amount_as_zero_
             history = await handle.fetch_history()
 
     assert view.stage == "new", "the old worker took it as a purchase of 0"
-    replayed = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
+    replayed = await _replayer(world).replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, "the new check is guarded by workflow.patched"
 
 
@@ -364,9 +364,9 @@ def legacy_worker(world: World, settings: Settings, executor: ThreadPoolExecutor
     )
 
 
-def _replayer() -> Replayer:
+def _replayer(world: World) -> Replayer:
     return Replayer(
-        workflows=[JourneyWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+        workflows=[JourneyWorkflow], data_converter=data_converter(world.settings), workflow_runner=workflow_runner()
     )
 
 

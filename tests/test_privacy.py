@@ -1,8 +1,8 @@
-"""No personal data (email, phone, name) in workflow input, state, results or history."""
+"""No personal data (email, phone, name) in workflow input, state, results or history;
+and what history does hold is encrypted."""
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import timedelta
 from typing import Any
@@ -11,7 +11,9 @@ import httpx
 
 from definition.events import declared
 from emulator.server import ProviderEmulator
+from payload_encryption import new_payload_key
 from tests.conftest import World, make_scenario, run
+from tests.payloads import decrypted, payloads, text
 from tests.test_api import ALA, AS_SHOP, api, signed_up
 from tests.test_lifecycle_journey import SIGNED_UP, purchase
 from workflows.interface import workflow_id
@@ -19,21 +21,6 @@ from workflows.interface import workflow_id
 __all__ = ["api"]  # the API fixture, on the time-skipping server with a worker
 
 EMAIL, PHONE, NAME = "zofia.kowalska@example.com", "+48601234567", "Zofia"
-
-
-def _payload_texts(node: Any) -> list[str]:
-    """Every payload of a history, decoded: where inputs, signals, results and queries live."""
-    found = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "data" and isinstance(value, str):
-                found.append(base64.b64decode(value).decode("utf-8", "replace"))
-            else:
-                found += _payload_texts(value)
-    elif isinstance(node, list):
-        for item in node:
-            found += _payload_texts(item)
-    return found
 
 
 async def test_a_customer_year_leaves_no_personal_data_in_history(emulator: ProviderEmulator) -> None:
@@ -50,18 +37,22 @@ async def test_a_customer_year_leaves_no_personal_data_in_history(emulator: Prov
         phone=PHONE,
         first_name=NAME,
     )
+    keys = new_payload_key("k1")
 
-    result = await run(scenario, record_histories=True, emulator=emulator)
+    result = await run(scenario, record_histories=True, emulator=emulator, payload_keys=keys)
 
     assert len(result.histories) >= 2
     failed = [entry for entry in result.timeline if entry.kind == "message" and entry.status == "failed"]
     assert len(failed) == 2 and any(PHONE in (entry.detail or "") for entry in failed), (
         "the ledger keeps the detail"
     )
-    texts = [text for history in result.histories for text in _payload_texts(json.loads(history))]
-    assert any("lifecycle" in text for text in texts), "the payloads were decoded"
+    # Encryption is the second line of defence; the first is that nothing personal is sent
+    # to Temporal at all, which is what the decrypted history shows.
+    plain = [await decrypted(json.loads(history), keys) for history in result.histories]
+    texts = [text(payload) for history in plain for _, payload in payloads(history)]
+    assert any("lifecycle" in found for found in texts), "the payloads were decrypted"
     for secret in (EMAIL, PHONE, PHONE.removeprefix("+48"), NAME):
-        assert not any(secret in text for text in texts), f"{secret!r} found in workflow history"
+        assert not any(secret in found for found in texts), f"{secret!r} found in workflow history"
         assert all(secret not in history for history in result.histories)
     for view in result.journeys.values():
         assert NAME not in view.model_dump_json() and EMAIL not in view.model_dump_json()
@@ -96,10 +87,11 @@ async def test_events_through_the_api_leave_only_declared_properties_in_history(
     texts = []
     for journey in ("lifecycle", "abandoned_cart"):
         history = await world.env.client.get_workflow_handle(workflow_id(journey, "c-ala")).fetch_history()
-        texts += _payload_texts(json.loads(history.to_json()))
-    assert any('"cart_id"' in text for text in texts), "the payloads were decoded"
+        plain = await decrypted(json.loads(history.to_json()), world.settings.payload_keys)
+        texts += [text(payload) for _, payload in payloads(plain)]
+    assert any('"cart_id"' in found for found in texts), "the payloads were decrypted"
     for secret in (EMAIL, PHONE, PHONE.removeprefix("+48"), NAME, "Kowalska", "10.0.0.1"):
-        assert not any(secret in text for text in texts), f"{secret!r} found in workflow history"
+        assert not any(secret in found for found in texts), f"{secret!r} found in workflow history"
     events = [found for text in texts for found in _events_in(_json_or_none(text))]
     assert events
     for event in events:
