@@ -35,7 +35,6 @@ from api.sessions import (
 )
 from api.support import ActionRequest, run_action
 from definition.durations import format_duration
-from definition.identifiers import Identifier
 from definition.model import Journey
 from storage import journey_versions
 from storage.database import session_for
@@ -189,7 +188,7 @@ async def find_customer(session: SignedIn, customer: str = "") -> Response:
 
 
 @router.get("/support/{customer_id}", response_class=HTMLResponse)
-async def support_page(customer_id: Identifier, request: Request, session: SignedIn, notice: str = "") -> Response:
+async def support_page(customer_id: str, request: Request, session: SignedIn, notice: str = "") -> Response:
     from api.app import customer_record
 
     record = await customer_record(request, customer_id)
@@ -223,7 +222,7 @@ async def support_page(customer_id: Identifier, request: Request, session: Signe
 
 @router.post("/support/{customer_id}/{journey_id}/{action}")
 async def support_action(
-    customer_id: Identifier,
+    customer_id: str,
     journey_id: str,
     action: str,
     request: Request,
