@@ -8,6 +8,7 @@ rejects are set aside and the rest of the file is still checked.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import types
@@ -18,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import FunctionLoader, TemplateSyntaxError, meta, nodes
 from pydantic import BaseModel, Tag, ValidationError
 
 from definition import conditions, templates
@@ -36,6 +37,7 @@ from definition.model import (
     iter_steps,
     step_kind,
 )
+from definition.sandbox import BoundedEnvironment, LimitExceeded, spending, template_budget
 from definition.yaml_source import JourneyYamlLoader, child_node, compose_yaml, key_line, line_of
 
 Where = tuple[Any, ...]
@@ -619,7 +621,10 @@ def _check_templates(
                         f"missing template {relative} for send {send.template!r}{_suggest(send.template, others)}",
                     )
     present = [relative for relative in used if (templates_dir / relative).is_file()]
-    return _read_templates(templates_dir, present)
+    sources, problems = _read_templates(templates_dir, present)
+    if not problems:
+        problems = _sample_renders(templates_dir, sources, present)
+    return sources, problems
 
 
 def _message_names(folder: Path) -> set[str]:
@@ -647,12 +652,24 @@ def _read_templates(templates_dir: Path, wanted: list[str]) -> tuple[dict[str, s
             problems.append(Problem(file, 1, f"cannot read template: {error.strerror or error}"))
             continue
         sources[relative] = source
+        if len(source) > templates.MAX_SOURCE:
+            problems.append(
+                Problem(file, 1, f"template is {len(source):,} characters long: at most {templates.MAX_SOURCE:,}")
+            )
+            continue
         try:
             tree = environment.parse(source)
         except TemplateSyntaxError as error:
             problems.append(Problem(file, error.lineno or 1, f"template syntax error: {error.message}"))
             continue
+        except (RecursionError, MemoryError):
+            problems.append(Problem(file, 1, "template nested too deeply to read"))
+            continue
+        except ValueError as error:  # an integer literal past Python's 4,300 digits
+            problems.append(Problem(file, 1, f"template syntax error: {error}"))
+            continue
         problems += _unknown_variables(file, tree)
+        problems += _constant_bounds(environment, file, tree)
         for referenced, line in _references(tree):
             if PurePosixPath(referenced).is_absolute() or ".." in PurePosixPath(referenced).parts:
                 problems.append(
@@ -688,4 +705,48 @@ def _unknown_variables(file: Path, tree: nodes.Template) -> list[Problem]:
         problems.append(
             Problem(file, line, f"variable {name!r} is not available{hint} (available: {available})")
         )
+    return problems
+
+
+def _constant_bounds(environment: BoundedEnvironment, file: Path, tree: nodes.Template) -> list[Problem]:
+    """Parts of a template that are the same for every customer and go past a bound
+    (`{{ 10**(10**10) }}`), wherever they are, even in a branch no sample would reach."""
+    problems = []
+    for part in conditions.constant_parts(tree):
+        template = nodes.Template([nodes.Output([copy.deepcopy(part)])], lineno=part.lineno)
+        try:
+            with spending(template_budget(templates.RENDER_WORK, templates.RENDER_SECONDS)):
+                environment.from_string(template).render()
+        except LimitExceeded as error:
+            problems.append(Problem(file, part.lineno, f"goes past a limit: {error}"))
+        except Exception:  # noqa: S112 - other failures depend on what the template is given
+            continue
+    return problems
+
+
+def _sample_renders(templates_dir: Path, sources: dict[str, str], messages: list[str]) -> list[Problem]:
+    """Render each message for a sample customer: a loop or a macro that goes past the time
+    or size bounds is found here, at its line, rather than when a customer's send fails.
+    Other failures (an event property the sample lacks, say) depend on the data: not reported."""
+    files = {str(templates_dir / name): templates_dir / name for name in sources}
+    environment = templates.environment(
+        {}, FunctionLoader(lambda name: (sources[name], str(templates_dir / name), lambda: True))
+    )
+    problems = []
+    for relative in messages:
+        try:
+            with spending(template_budget(templates.RENDER_WORK, templates.RENDER_SECONDS)):
+                templates.render_part(environment, relative, templates.sample_context())
+        except LimitExceeded as error:
+            file, line = templates_dir / relative, 1
+            trace = error.__traceback__
+            while trace is not None:
+                if trace.tb_frame.f_code.co_filename in files:
+                    file, line = files[trace.tb_frame.f_code.co_filename], trace.tb_lineno
+                trace = trace.tb_next
+            problems.append(Problem(file, line, f"goes past a limit: {error}"))
+        except RecursionError:
+            problems.append(Problem(templates_dir / relative, 1, "template calls itself without end"))
+        except Exception:  # noqa: S112 - see above
+            continue
     return problems
