@@ -38,7 +38,10 @@ from definition.model import (
     step_kind,
 )
 from definition.sandbox import BoundedEnvironment, LimitExceeded, spending, template_budget
-from definition.yaml_source import JourneyYamlLoader, child_node, compose_yaml, key_line, line_of
+from definition.yaml_source import JourneyYamlLoader, child_node, compose_yaml, key_line, line_of, oversized
+
+MAX_FILE = 1_000_000
+"""Characters of one journey file."""
 
 Where = tuple[Any, ...]
 """A location in the journey file: mapping keys and list indexes, as in pydantic's `loc`."""
@@ -82,8 +85,13 @@ def load_journey(path: Path, templates_dir: Path | None = None) -> tuple[LoadedJ
         return None, [Problem(path, 1, "not a journey file: it is not UTF-8 text")]
     except OSError as error:
         return None, [Problem(path, 1, f"cannot read the file: {error.strerror or error}")]
+    if len(text) > MAX_FILE:
+        return None, [Problem(path, 1, f"journey file is {len(text):,} characters long: at most {MAX_FILE:,}")]
     try:
         root = compose_yaml(text)
+        too_large = oversized(root)
+        if too_large is not None:
+            return None, [Problem(path, *too_large)]
         # Before construction, which writes `<<: *anchor` merges into the mappings and so
         # would make an overridden merged key look like a duplicate.
         problems = _duplicate_keys(path, root)
