@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import itertools
 import types
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -703,27 +704,31 @@ def _references(tree: nodes.Template) -> Iterator[tuple[str, int]]:
 
 def _unknown_variables(file: Path, tree: nodes.Template) -> list[Problem]:
     available = ", ".join(sorted(templates.TEMPLATE_NAMES))
+    first_line: dict[str, int] = {}
+    for node in tree.find_all(nodes.Name):
+        if node.ctx == "load":
+            first_line[node.name] = min(node.lineno, first_line.get(node.name, node.lineno))
     problems = []
     for name in sorted(meta.find_undeclared_variables(tree) - templates.TEMPLATE_NAMES):
-        line = min(
-            (node.lineno for node in tree.find_all(nodes.Name) if node.name == name and node.ctx == "load"),
-            default=1,
-        )
         hint = _suggest(name, templates.TEMPLATE_NAMES)
         problems.append(
-            Problem(file, line, f"variable {name!r} is not available{hint} (available: {available})")
+            Problem(file, first_line.get(name, 1), f"variable {name!r} is not available{hint} (available: {available})")
         )
     return problems
+
+
+MAX_CONSTANT_PARTS = 100
+"""Constant parts of one template checked one by one: a handful in any real template."""
 
 
 def _constant_bounds(environment: BoundedEnvironment, file: Path, tree: nodes.Template) -> list[Problem]:
     """Parts of a template that are the same for every customer and go past a bound
     (`{{ 10**(10**10) }}`), wherever they are, even in a branch no sample would reach."""
     problems = []
-    for part in conditions.constant_parts(tree):
+    for part in itertools.islice(conditions.constant_parts(tree), MAX_CONSTANT_PARTS):
         template = nodes.Template([nodes.Output([copy.deepcopy(part)])], lineno=part.lineno)
         try:
-            with spending(template_budget(templates.RENDER_WORK, templates.RENDER_SECONDS)):
+            with spending(template_budget(templates.RENDER_WORK, templates.VALIDATE_SECONDS)):
                 environment.from_string(template).render()
         except LimitExceeded as error:
             problems.append(Problem(file, part.lineno, f"goes past a limit: {error}"))
@@ -743,8 +748,16 @@ def _sample_renders(templates_dir: Path, sources: dict[str, str], messages: list
     problems = []
     for relative in messages:
         try:
-            with spending(template_budget(templates.RENDER_WORK, templates.RENDER_SECONDS)):
-                templates.render_part(environment, relative, templates.sample_context())
+            compiled = environment.get_template(relative)
+        except TemplateSyntaxError as error:
+            problems.append(Problem(templates_dir / relative, error.lineno or 1, f"template error: {error.message}"))
+            continue
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            problems.append(Problem(templates_dir / relative, 1, "template too deeply nested to compile"))
+            continue
+        try:
+            with spending(template_budget(templates.RENDER_WORK, templates.VALIDATE_SECONDS)):
+                templates.render_part(environment, compiled, templates.sample_context())
         except LimitExceeded as error:
             file, line = templates_dir / relative, 1
             trace = error.__traceback__

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jinja2 import BaseLoader, DictLoader, StrictUndefined, select_autoescape
+from jinja2 import BaseLoader, DictLoader, StrictUndefined, Template, select_autoescape
 
 from definition.model import Channel
 from definition.sandbox import MAX_VALUE, BoundedEnvironment, LimitExceeded, spending, template_budget
@@ -32,12 +32,15 @@ SMS_PARTS = ("txt",)
 
 RENDER_SECONDS = 2.0
 """The default time budget of one message (all its parts): CYKLO_RENDER_SECONDS."""
-RENDER_WORK = 10_000_000
-"""Operations (and characters they make) one message may spend; deterministic, unlike time."""
+RENDER_WORK = 3_000_000
+"""Operations (and characters they make) one message may spend; deterministic, unlike time.
+`cyklo validate` stops a sample render by this (with a generous deadline as a safety net), so
+its verdict does not depend on how busy the machine is."""
+VALIDATE_SECONDS = 3 * RENDER_SECONDS
 MAX_OUTPUT = MAX_VALUE
 """Characters of one rendered part; the channels' own caps are narrower (activities)."""
-MAX_SOURCE = MAX_VALUE
-"""Characters of one template file."""
+MAX_SOURCE = 100_000
+"""Characters of one template file: about what Gmail shows before it clips a message."""
 
 
 def parts(channel: Channel) -> tuple[str, ...]:
@@ -69,21 +72,23 @@ def render(
 
     Raises LimitExceeded when the message takes more than `seconds`, RENDER_WORK or
     MAX_OUTPUT characters in a part; any other exception is the template's own error."""
+    # Compiled first, outside the deadline: compiling happens once per published version,
+    # and a slow moment of the machine must not make a good template an error.
+    compiled = {part: env.get_template(relative_path(locale, channel, name, part)) for part in parts(channel)}
     with spending(template_budget(RENDER_WORK, seconds)):
-        return {
-            part: render_part(env, relative_path(locale, channel, name, part), context).strip()
-            for part in parts(channel)
-        }
+        return {part: render_part(env, template, context).strip() for part, template in compiled.items()}
 
 
-def render_part(env: BoundedEnvironment, relative: str, context: dict[str, Any]) -> str:
+def render_part(env: BoundedEnvironment, template: str | Template, context: dict[str, Any]) -> str:
     """One template, its output counted chunk by chunk; inside `spending(...)`."""
     made: list[str] = []
     size = 0
-    for chunk in env.get_template(relative).generate(context):
+    if isinstance(template, str):
+        template = env.get_template(template)
+    for chunk in template.generate(context):
         size += len(chunk)
         if size > MAX_OUTPUT:
-            raise LimitExceeded(f"{relative} makes more than {MAX_OUTPUT:,} characters")
+            raise LimitExceeded(f"{template.name} makes more than {MAX_OUTPUT:,} characters")
         made.append(chunk)
     return "".join(made)
 
