@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     default_phone_region: str = Field("PL", validation_alias=_env("CYKLO_DEFAULT_PHONE_REGION"))
 
     provider_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("CYKLO_PROVIDER_TIMEOUT"))
+    render_seconds: float = Field(2.0, gt=0, validation_alias=_env("CYKLO_RENDER_SECONDS"))
+    """Time one message's templates may take to render; past it the message is a template error."""
 
     api_keys: str = Field("", validation_alias=_env("CYKLO_API_KEYS"))
     """`KEY=scope,scope;KEY2=scope`: scopes events, support:read, support:write."""

@@ -21,6 +21,12 @@ from settings import Settings
 
 _clients = threading.local()
 
+MAX_SUBJECT = 998
+"""Characters of a subject: RFC 5322's line limit, and a subject is one line."""
+MAX_BODY_BYTES = 1_000_000
+"""UTF-8 bytes of the HTML and of the text body, each; SendGrid takes 30 MB in all, but an
+inbox clips long before (Gmail at 102 kB) and a 1 MB body is a template gone wrong."""
+
 
 @dataclass(frozen=True)
 class OutgoingEmail:
@@ -32,6 +38,19 @@ class OutgoingEmail:
     custom_args: dict[str, str]
     categories: list[str]
     unsubscribe_url: str | None
+
+
+def size_problem(subject: str, html: str, text: str) -> str | None:
+    """Why this email is too large to send, naming the cap; None if it fits."""
+    if len(subject) > MAX_SUBJECT:
+        return f"email subject is {len(subject):,} characters: at most {MAX_SUBJECT}"
+    if "\n" in subject or "\r" in subject:
+        return "email subject has a line break: a subject is one line"
+    for part, body in (("HTML", html), ("text", text)):
+        size = len(body.encode("utf-8", "surrogatepass"))
+        if size > MAX_BODY_BYTES:
+            return f"email {part} body is {size:,} bytes: at most {MAX_BODY_BYTES:,}"
+    return None
 
 
 def _client(settings: Settings) -> SendGridAPIClient:

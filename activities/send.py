@@ -19,9 +19,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.email import OutgoingEmail, send_email
+from activities.email import size_problem as email_size_problem
 from activities.provider_errors import InvalidPhone, ProviderAmbiguous, ProviderRejected, ProviderRetryable
 from activities.sms import normalize_phone, send_sms, sms_encoding
+from activities.sms import size_problem as sms_size_problem
 from definition import templates
+from definition.sandbox import LimitExceeded
 from settings import Settings
 from storage import journey_versions, ledger
 from storage.database import session_for
@@ -33,6 +36,10 @@ CAP_WINDOW = timedelta(days=7)
 DELIVERED_STATUSES = ("sent", "delivered", "opened", "clicked")
 """Statuses of a message the customer got (or is getting): what the cap counts."""
 FINAL_STATUSES = (*DELIVERED_STATUSES, "suppressed", "capped", "failed", "bounced")
+
+
+class MessageTooLarge(ValueError):
+    """The rendered message is over its channel's cap: the template's fault, so never sent."""
 
 
 class MessageSender:
@@ -51,6 +58,8 @@ class MessageSender:
                 destination = self._destination(request, customer)
             except InvalidPhone as problem:
                 return _outcome(_finish(session, message, "failed", str(problem)), customer)
+            except (LimitExceeded, MessageTooLarge) as problem:
+                return _outcome(_finish(session, message, "failed", f"template error: {problem}"), customer)
             except Exception as problem:  # a template failing at render time, whatever its error
                 reason = f"template error: {type(problem).__name__}: {problem}"
                 return _outcome(_finish(session, message, "failed", reason), customer)
@@ -174,11 +183,23 @@ class MessageSender:
             },
             "links": _links(self.settings, message),
         }
-        rendered = templates.render(environment, locale, request.channel, request.template, context)  # type: ignore[arg-type]
+        rendered = templates.render(
+            environment,
+            locale,
+            request.channel,  # type: ignore[arg-type]
+            request.template,
+            context,
+            seconds=self.settings.render_seconds,
+        )
         if request.channel == "sms":
             message.sms_encoding, message.sms_segments = sms_encoding(rendered["txt"])
             session.add(message)
             session.commit()
+            too_large = sms_size_problem(rendered["txt"])
+        else:
+            too_large = email_size_problem(rendered["subject.txt"], rendered["html"], rendered["txt"])
+        if too_large is not None:
+            raise MessageTooLarge(too_large)
         return rendered
 
     def _destination(self, request: SendRequest, customer: Customer) -> str:

@@ -44,6 +44,18 @@ GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 """Sent as escape + character: two septets each."""
 
 
+MAX_SEGMENTS = 10
+"""Parts of one SMS: carriers join up to about 10 reliably, and each part is billed."""
+
+
+def size_problem(text: str) -> str | None:
+    """Why this SMS is too long to send, naming the cap; None if it fits."""
+    encoding, segments = sms_encoding(text)
+    if segments > MAX_SEGMENTS:
+        return f"SMS is {segments} segments ({encoding}): at most {MAX_SEGMENTS}"
+    return None
+
+
 def normalize_phone(raw: str, default_region: str) -> str:
     """E.164 form of a valid number without an extension; InvalidPhone says what is wrong.
 

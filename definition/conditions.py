@@ -1,23 +1,32 @@
-"""Conditions: Jinja2 expressions evaluated in its sandbox, never Python `eval`.
+"""Conditions: Jinja2 expressions evaluated in the bounded sandbox, never Python `eval`.
 
 `metrics.orders_365d >= 5 or metrics.spent_365d >= 2000`,
 `event.properties.category == 'shoes'`, `previous_stage == 'inactive'`.
+
+A condition runs inside the workflow, so its bound is a work budget (operations and the
+size of what they make), never a clock: a replay spends exactly what the first run spent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from definition.metrics import METRIC_NAMES
+from definition.metrics import METRIC_NAMES, Metrics
+from definition.sandbox import BoundedEnvironment, Budget, LimitExceeded, spending
 
 CONDITION_NAMES = frozenset({"metrics", "event", "stage", "previous_stage", "experiments"})
-_environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+MAX_LENGTH = 1_000
+"""Characters of one condition: a rule a marketer reads, not a program."""
+WORK = 100_000
+"""Operations (and characters they make) one evaluation may spend."""
+_environment = BoundedEnvironment(undefined=StrictUndefined)
 
 
 class ConditionError(ValueError):
@@ -26,10 +35,16 @@ class ConditionError(ValueError):
 
 def problems(expression: str) -> list[str]:
     """What is wrong with a condition, in words for the journey's author; empty if fine."""
+    if len(expression) > MAX_LENGTH:
+        return [f"condition is {len(expression):,} characters long: at most {MAX_LENGTH:,}"]
     try:
         tree = _environment.parse("{{ " + expression + " }}")
     except TemplateSyntaxError as error:
         return [f"condition {expression!r} is not valid: {error.message}"]
+    except (RecursionError, MemoryError):
+        return [f"condition {expression!r} is nested too deeply"]
+    except ValueError as error:  # an integer literal past Python's 4,300 digits
+        return [f"condition {expression!r} is not valid: {error}"]
     found = []
     for name in tree.find_all(nodes.Name):
         if name.name not in CONDITION_NAMES:
@@ -44,18 +59,76 @@ def problems(expression: str) -> list[str]:
                     f"condition {expression!r} uses unknown metric {attribute.attr!r}: "
                     f"use {', '.join(sorted(METRIC_NAMES))}"
                 )
-    return found
+    if found:
+        return found
+    bound = _past_a_bound(expression, tree)
+    return [f"condition {expression!r} {bound}"] if bound else []
+
+
+def _past_a_bound(expression: str, tree: nodes.Template) -> str | None:
+    """How the condition goes past a bound: in a part that is the same for every customer
+    (`9**(9**8)`, even behind `and`), or for a sample customer; None if it does not."""
+    for part in constant_parts(tree):
+        template = nodes.Template([nodes.Output([copy.deepcopy(part)])], lineno=1)
+        try:
+            with spending(Budget(work=WORK)):
+                _environment.from_string(template).render()
+        except LimitExceeded as error:
+            return f"goes past a limit: {error}"
+        except Exception:  # noqa: S112 - a constant part that fails is found when it runs
+            continue
+    try:
+        evaluate(expression, sample_context())
+    except ConditionError as error:
+        if isinstance(error.__cause__, LimitExceeded):
+            return f"goes past a limit: {error.__cause__}"
+    return None
+
+
+def constant_parts(tree: nodes.Node) -> Iterator[nodes.Expr]:
+    """The largest expressions that use no variable: what Jinja would fold while compiling."""
+    for child in tree.iter_child_nodes():
+        if isinstance(child, nodes.Expr) and not isinstance(child, nodes.Literal) and _constant(child):
+            yield child
+        else:
+            yield from constant_parts(child)
+
+
+def _constant(node: nodes.Node) -> bool:
+    if isinstance(node, (nodes.Name, nodes.ContextReference, nodes.EnvironmentAttribute)):
+        return False
+    return all(_constant(child) for child in node.iter_child_nodes())
+
+
+def sample_context() -> dict[str, Any]:
+    """A returning customer who just bought shoes: what validation evaluates conditions with."""
+    now = datetime(2026, 3, 2, 10, 0)
+    metrics = Metrics()
+    metrics.record_purchase(now - timedelta(days=40), 250.0, "shoes")
+    metrics.record_purchase(now, 120.0, "shoes")
+    return {
+        "metrics": metrics.view(now),
+        "event": {"type": "purchase", "properties": {"order_id": "o-1", "amount": 120.0, "category": "shoes"}},
+        "stage": "active",
+        "previous_stage": "new",
+        "experiments": {},
+    }
 
 
 @lru_cache(maxsize=512)
 def _compiled(expression: str) -> Callable[..., Any]:
+    if len(expression) > MAX_LENGTH:
+        raise LimitExceeded(f"condition longer than {MAX_LENGTH:,} characters")
     return _environment.compile_expression(expression, undefined_to_none=False)
 
 
 def evaluate(expression: str, context: dict[str, Any]) -> bool:
     """Evaluate; a missing event property counts as false rather than stopping a journey."""
     try:
-        return bool(_compiled(expression)(**context))
+        # Compiled outside the budget: it is cached, so a replay may not compile again.
+        compiled = _compiled(expression)
+        with spending(Budget(work=WORK)):
+            return bool(compiled(**context))
     except UndefinedError:
         return False
     except Exception as error:  # a type error in a marketer's condition must not crash the workflow

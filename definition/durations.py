@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION = timedelta(days=36_500)
+"""A hundred years: any longer and a timer's end no longer fits a date."""
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -20,9 +22,13 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(
             f"bad duration {text!r}: use a number with a unit w, d, h, m or s, e.g. 3d, 1d2h, 90m"
         )
+    if len(cleaned) > 40:
+        raise ValueError(f"bad duration {cleaned[:20]!r}...: too long to be a duration")
     seconds = sum(
         int(value) * unit for value, unit in zip(match.groups(), _UNITS.values(), strict=True) if value
     )
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {text!r} is too long: at most {MAX_DURATION.days:,}d (a hundred years)")
     return timedelta(seconds=seconds)
 
 

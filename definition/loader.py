@@ -8,8 +8,10 @@ rejects are set aside and the rest of the file is still checked.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
+import itertools
 import types
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import FunctionLoader, TemplateSyntaxError, meta, nodes
 from pydantic import BaseModel, Tag, ValidationError
 
 from definition import conditions, templates
@@ -36,7 +38,11 @@ from definition.model import (
     iter_steps,
     step_kind,
 )
-from definition.yaml_source import JourneyYamlLoader, child_node, compose_yaml, key_line, line_of
+from definition.sandbox import BoundedEnvironment, LimitExceeded, spending, template_budget
+from definition.yaml_source import JourneyYamlLoader, child_node, compose_yaml, key_line, line_of, oversized
+
+MAX_FILE = 1_000_000
+"""Characters of one journey file."""
 
 Where = tuple[Any, ...]
 """A location in the journey file: mapping keys and list indexes, as in pydantic's `loc`."""
@@ -80,8 +86,13 @@ def load_journey(path: Path, templates_dir: Path | None = None) -> tuple[LoadedJ
         return None, [Problem(path, 1, "not a journey file: it is not UTF-8 text")]
     except OSError as error:
         return None, [Problem(path, 1, f"cannot read the file: {error.strerror or error}")]
+    if len(text) > MAX_FILE:
+        return None, [Problem(path, 1, f"journey file is {len(text):,} characters long: at most {MAX_FILE:,}")]
     try:
         root = compose_yaml(text)
+        too_large = oversized(root)
+        if too_large is not None:
+            return None, [Problem(path, *too_large)]
         # Before construction, which writes `<<: *anchor` merges into the mappings and so
         # would make an overridden merged key look like a duplicate.
         problems = _duplicate_keys(path, root)
@@ -619,7 +630,10 @@ def _check_templates(
                         f"missing template {relative} for send {send.template!r}{_suggest(send.template, others)}",
                     )
     present = [relative for relative in used if (templates_dir / relative).is_file()]
-    return _read_templates(templates_dir, present)
+    sources, problems = _read_templates(templates_dir, present)
+    if not problems:
+        problems = _sample_renders(templates_dir, sources, present)
+    return sources, problems
 
 
 def _message_names(folder: Path) -> set[str]:
@@ -647,12 +661,24 @@ def _read_templates(templates_dir: Path, wanted: list[str]) -> tuple[dict[str, s
             problems.append(Problem(file, 1, f"cannot read template: {error.strerror or error}"))
             continue
         sources[relative] = source
+        if len(source) > templates.MAX_SOURCE:
+            problems.append(
+                Problem(file, 1, f"template is {len(source):,} characters long: at most {templates.MAX_SOURCE:,}")
+            )
+            continue
         try:
             tree = environment.parse(source)
         except TemplateSyntaxError as error:
             problems.append(Problem(file, error.lineno or 1, f"template syntax error: {error.message}"))
             continue
+        except (RecursionError, MemoryError):
+            problems.append(Problem(file, 1, "template nested too deeply to read"))
+            continue
+        except ValueError as error:  # an integer literal past Python's 4,300 digits
+            problems.append(Problem(file, 1, f"template syntax error: {error}"))
+            continue
         problems += _unknown_variables(file, tree)
+        problems += _constant_bounds(environment, file, tree)
         for referenced, line in _references(tree):
             if PurePosixPath(referenced).is_absolute() or ".." in PurePosixPath(referenced).parts:
                 problems.append(
@@ -678,14 +704,70 @@ def _references(tree: nodes.Template) -> Iterator[tuple[str, int]]:
 
 def _unknown_variables(file: Path, tree: nodes.Template) -> list[Problem]:
     available = ", ".join(sorted(templates.TEMPLATE_NAMES))
+    first_line: dict[str, int] = {}
+    for node in tree.find_all(nodes.Name):
+        if node.ctx == "load":
+            first_line[node.name] = min(node.lineno, first_line.get(node.name, node.lineno))
     problems = []
     for name in sorted(meta.find_undeclared_variables(tree) - templates.TEMPLATE_NAMES):
-        line = min(
-            (node.lineno for node in tree.find_all(nodes.Name) if node.name == name and node.ctx == "load"),
-            default=1,
-        )
         hint = _suggest(name, templates.TEMPLATE_NAMES)
         problems.append(
-            Problem(file, line, f"variable {name!r} is not available{hint} (available: {available})")
+            Problem(file, first_line.get(name, 1), f"variable {name!r} is not available{hint} (available: {available})")
         )
+    return problems
+
+
+MAX_CONSTANT_PARTS = 100
+"""Constant parts of one template checked one by one: a handful in any real template."""
+
+
+def _constant_bounds(environment: BoundedEnvironment, file: Path, tree: nodes.Template) -> list[Problem]:
+    """Parts of a template that are the same for every customer and go past a bound
+    (`{{ 10**(10**10) }}`), wherever they are, even in a branch no sample would reach."""
+    problems = []
+    for part in itertools.islice(conditions.constant_parts(tree), MAX_CONSTANT_PARTS):
+        template = nodes.Template([nodes.Output([copy.deepcopy(part)])], lineno=part.lineno)
+        try:
+            with spending(template_budget(templates.RENDER_WORK, templates.VALIDATE_SECONDS)):
+                environment.from_string(template).render()
+        except LimitExceeded as error:
+            problems.append(Problem(file, part.lineno, f"goes past a limit: {error}"))
+        except Exception:  # noqa: S112 - other failures depend on what the template is given
+            continue
+    return problems
+
+
+def _sample_renders(templates_dir: Path, sources: dict[str, str], messages: list[str]) -> list[Problem]:
+    """Render each message for a sample customer: a loop or a macro that goes past the time
+    or size bounds is found here, at its line, rather than when a customer's send fails.
+    Other failures (an event property the sample lacks, say) depend on the data: not reported."""
+    files = {str(templates_dir / name): templates_dir / name for name in sources}
+    environment = templates.environment(
+        {}, FunctionLoader(lambda name: (sources[name], str(templates_dir / name), lambda: True))
+    )
+    problems = []
+    for relative in messages:
+        try:
+            compiled = environment.get_template(relative)
+        except TemplateSyntaxError as error:
+            problems.append(Problem(templates_dir / relative, error.lineno or 1, f"template error: {error.message}"))
+            continue
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            problems.append(Problem(templates_dir / relative, 1, "template too deeply nested to compile"))
+            continue
+        try:
+            with spending(template_budget(templates.RENDER_WORK, templates.VALIDATE_SECONDS)):
+                templates.render_part(environment, compiled, templates.sample_context())
+        except LimitExceeded as error:
+            file, line = templates_dir / relative, 1
+            trace = error.__traceback__
+            while trace is not None:
+                if trace.tb_frame.f_code.co_filename in files:
+                    file, line = files[trace.tb_frame.f_code.co_filename], trace.tb_lineno
+                trace = trace.tb_next
+            problems.append(Problem(file, line, f"goes past a limit: {error}"))
+        except RecursionError:
+            problems.append(Problem(templates_dir / relative, 1, "template calls itself without end"))
+        except Exception:  # noqa: S112 - see above
+            continue
     return problems

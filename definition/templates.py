@@ -3,17 +3,19 @@
 Layout under `journeys/templates/`:
     {locale}/email/{name}.subject.txt, {name}.html, {name}.txt
     {locale}/sms/{name}.txt
-Templates render in Jinja2's sandbox; an undefined variable is an error, never a blank.
+Templates render in the bounded sandbox (definition.sandbox); an undefined variable is an
+error, never a blank. A render spends from a work budget and has a deadline, and each part
+stops at MAX_OUTPUT characters: past any of them the message is a template error.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from jinja2 import DictLoader, StrictUndefined, select_autoescape
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import BaseLoader, DictLoader, StrictUndefined, Template, select_autoescape
 
 from definition.model import Channel
+from definition.sandbox import MAX_VALUE, BoundedEnvironment, LimitExceeded, spending, template_budget
 
 TEMPLATE_NAMES = frozenset({"customer", "metrics", "event", "discount_code", "shop", "links"})
 """Variables every template may use:
@@ -28,6 +30,18 @@ links         unsubscribe, preferences
 EMAIL_PARTS = ("subject.txt", "html", "txt")
 SMS_PARTS = ("txt",)
 
+RENDER_SECONDS = 2.0
+"""The default time budget of one message (all its parts): CYKLO_RENDER_SECONDS."""
+RENDER_WORK = 3_000_000
+"""Operations (and characters they make) one message may spend; deterministic, unlike time.
+`cyklo validate` stops a sample render by this (with a generous deadline as a safety net), so
+its verdict does not depend on how busy the machine is."""
+VALIDATE_SECONDS = 3 * RENDER_SECONDS
+MAX_OUTPUT = MAX_VALUE
+"""Characters of one rendered part; the channels' own caps are narrower (activities)."""
+MAX_SOURCE = 100_000
+"""Characters of one template file: about what Gmail shows before it clips a message."""
+
 
 def parts(channel: Channel) -> tuple[str, ...]:
     return EMAIL_PARTS if channel == "email" else SMS_PARTS
@@ -37,9 +51,9 @@ def relative_path(locale: str, channel: Channel, name: str, part: str) -> str:
     return f"{locale}/{channel}/{name}.{part}"
 
 
-def environment(sources: dict[str, str]) -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(
-        loader=DictLoader(sources),
+def environment(sources: dict[str, str], loader: BaseLoader | None = None) -> BoundedEnvironment:
+    return BoundedEnvironment(
+        loader=loader or DictLoader(sources),
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         keep_trailing_newline=False,
@@ -47,10 +61,51 @@ def environment(sources: dict[str, str]) -> ImmutableSandboxedEnvironment:
 
 
 def render(
-    env: ImmutableSandboxedEnvironment, locale: str, channel: Channel, name: str, context: dict[str, Any]
+    env: BoundedEnvironment,
+    locale: str,
+    channel: Channel,
+    name: str,
+    context: dict[str, Any],
+    seconds: float = RENDER_SECONDS,
 ) -> dict[str, str]:
-    """Render every part of one message: {'subject.txt': ..., 'html': ..., 'txt': ...}."""
+    """Render every part of one message: {'subject.txt': ..., 'html': ..., 'txt': ...}.
+
+    Raises LimitExceeded when the message takes more than `seconds`, RENDER_WORK or
+    MAX_OUTPUT characters in a part; any other exception is the template's own error."""
+    # Compiled first, outside the deadline: compiling happens once per published version,
+    # and a slow moment of the machine must not make a good template an error.
+    compiled = {part: env.get_template(relative_path(locale, channel, name, part)) for part in parts(channel)}
+    with spending(template_budget(RENDER_WORK, seconds)):
+        return {part: render_part(env, template, context).strip() for part, template in compiled.items()}
+
+
+def render_part(env: BoundedEnvironment, template: str | Template, context: dict[str, Any]) -> str:
+    """One template, its output counted chunk by chunk; inside `spending(...)`."""
+    made: list[str] = []
+    size = 0
+    if isinstance(template, str):
+        template = env.get_template(template)
+    for chunk in template.generate(context):
+        size += len(chunk)
+        if size > MAX_OUTPUT:
+            raise LimitExceeded(f"{template.name} makes more than {MAX_OUTPUT:,} characters")
+        made.append(chunk)
+    return "".join(made)
+
+
+def sample_context() -> dict[str, Any]:
+    """What `cyklo validate` renders every message with: a returning customer who just bought."""
+    from definition.conditions import sample_context as condition_sample
+
+    sample = condition_sample()
     return {
-        part: env.get_template(relative_path(locale, channel, name, part)).render(context).strip()
-        for part in parts(channel)
+        "customer": {"first_name": "Ala", "locale": "pl", "timezone": "Europe/Warsaw"},
+        "metrics": sample["metrics"],
+        "event": sample["event"],
+        "discount_code": "CYK-0A1B2C3D",
+        "shop": {"name": "cyklo shop", "url": "https://shop.example.com", "currency": "PLN"},
+        "links": {
+            "unsubscribe": "https://shop.example.com/unsubscribe?m=1",
+            "preferences": "https://shop.example.com/preferences",
+        },
     }

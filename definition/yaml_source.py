@@ -36,6 +36,54 @@ JourneyYamlLoader.add_implicit_resolver(
 )
 
 
+MAX_NODES = 100_000
+"""Values in one journey file, with every `*alias` counted where it is used: a few lines of
+aliases can otherwise stand for billions of values that validation would walk."""
+MAX_NUMBER_LENGTH = 100
+"""Characters of a number: Python refuses to read integers past 4,300 digits."""
+
+
+def oversized(root: yaml.Node | None) -> tuple[int, str] | None:
+    """(line, message) if the document is too large to read, once aliases are expanded."""
+    if root is None:
+        return None
+    expanded: dict[int, int] = {}
+    # Depth-first, children before their parent; an alias of an ancestor (a cycle) counts once.
+    pending: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while pending:
+        node, children_done = pending.pop()
+        if id(node) in expanded:
+            continue
+        children = _children(node)
+        if not children_done:
+            if isinstance(node, yaml.ScalarNode):
+                if node.tag.endswith((":int", ":float")) and len(node.value) > MAX_NUMBER_LENGTH:
+                    return node.start_mark.line + 1, f"number too long: at most {MAX_NUMBER_LENGTH} characters"
+                expanded[id(node)] = 1
+                continue
+            open_nodes.add(id(node))
+            pending.append((node, True))
+            pending.extend((child, False) for child in children if id(child) not in open_nodes)
+            continue
+        open_nodes.discard(id(node))
+        expanded[id(node)] = 1 + sum(expanded.get(id(child), 1) for child in children)
+        if expanded[id(node)] > MAX_NODES:
+            return (
+                node.start_mark.line + 1,
+                f"the file stands for more than {MAX_NODES:,} values once its *aliases are expanded",
+            )
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=JourneyYamlLoader)  # noqa: S506 - a SafeLoader subclass
 
