@@ -1,0 +1,91 @@
+"""What the API's routes take and give, as declared models: /docs and /openapi.json show them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Path, Query, Security
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, Field, SkipValidation
+
+from api.errors import NO_CONTROL_CHARACTERS, FieldError
+from routing.events import IncomingEvent
+from storage.customers import CustomerProfile
+from workflows.interface import JourneyView
+
+MAX_BATCH = 1000
+
+BEARER = HTTPBearer(
+    auto_error=False, description="an API key from CYKLO_API_KEYS with the scope the route names"
+)
+API_KEY = Security(BEARER)
+"""Declares the key in OpenAPI; `api.auth.requires` checks it."""
+
+CustomerIdPath = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=NO_CONTROL_CHARACTERS, description="the shop's customer id")
+]
+JourneyIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
+StageQuery = Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
+LimitQuery = Annotated[int, Query(ge=1, le=1000, description="at most this many")]
+
+
+def _profile_id_pattern() -> str:
+    patterns = [getattr(rule, "pattern", None) for rule in CustomerProfile.model_fields["id"].metadata]
+    return next(pattern for pattern in patterns if pattern)
+
+
+ProfileIdPath = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=_profile_id_pattern(), description="the shop's customer id")
+]
+
+
+class ProfileUpdate(CustomerProfile):
+    """A profile as PUT sends it: the id is the URL's, so the body may leave it out."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=128)  # type: ignore[assignment]
+
+
+class CustomerSaved(BaseModel):
+    id: str
+    status: Literal["saved"]
+
+
+Batch = Annotated[list[IncomingEvent], Field(min_length=1, max_length=MAX_BATCH)]
+EventsBody = SkipValidation[IncomingEvent | Batch]
+"""One event or a batch. Declared for OpenAPI, validated per item by the route, so one bad
+event is rejected on its own and the rest of the batch is kept."""
+
+
+class EventResult(BaseModel):
+    index: int
+    event_id: str | None
+    status: Literal["accepted", "duplicate", "rejected", "failed"]
+    """accepted, duplicate, rejected (bad input: fix it) or failed (not kept: send it again)"""
+    errors: list[FieldError] = []
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    failed: int = 0
+    results: list[EventResult]
+
+
+class CustomerRecord(BaseModel):
+    """Profile, consents, every journey's state, message history and recent events."""
+
+    profile: dict[str, Any]
+    messages: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    journeys: dict[str, JourneyView]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    temporal: Literal["ok", "unreachable", "timeout"]
+    database: Literal["ok", "unreachable", "timeout"]
