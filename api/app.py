@@ -8,6 +8,7 @@ Temporal too slow or away gets a 503 with Retry-After within CYKLO_EVENT_BUDGET 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from api.models import (
     EventsAccepted,
     EventsBody,
     Health,
+    ProfileBody,
     ProfileIdPath,
     ProfileUpdate,
     Readiness,
@@ -44,7 +46,6 @@ from definition.model import Journey
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
 from storage import customers, journey_versions
-from storage.customers import CustomerProfile
 from storage.database import migrate, session_for
 from storage.models import Customer, Event, Message
 from workflows.interface import JourneyView, workflow_id
@@ -118,14 +119,20 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         dependencies=[API_KEY, Depends(requires("events"))],
         responses=errors.responses(401, 403, 413, 422, 503),
     )
-    async def put_customer(customer_id: ProfileIdPath, update: ProfileUpdate) -> CustomerSaved:
+    async def put_customer(
+        customer_id: ProfileIdPath, body: Annotated[ProfileBody, Body()], request: Request
+    ) -> CustomerSaved:
         """Create or replace a customer's profile: contact data, locale, time zone, consents."""
+        try:
+            update = ProfileUpdate.model_validate_json(await request.body(), strict=True)
+        except ValidationError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _problems(error)) from None
         if update.id not in (None, customer_id):
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 [{"field": "id", "message": "differs from the id in the URL"}],
             )
-        profile = CustomerProfile.model_validate({**update.model_dump(exclude_unset=True), "id": customer_id})
+        profile = update.model_copy(update={"id": customer_id})
         await asyncio.to_thread(_upsert, settings, profile)
         return CustomerSaved(id=customer_id, status="saved")
 
@@ -151,6 +158,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     async def post_events(body: Annotated[EventsBody, Body()], request: Request) -> Any:
         """One event or up to 1,000; each is accepted, a duplicate, rejected (names the field) or
         failed (not kept: send it again). Answers within CYKLO_EVENT_BUDGET seconds."""
+        # FastAPI hands over bytes when the Content-Type is not JSON: the body is JSON anyway.
+        body = await request.json()
         items = body if isinstance(body, list) else [body]
         if len(items) > MAX_BATCH:
             raise HTTPException(
@@ -227,8 +236,11 @@ async def _route_all(router: EventRouter, items: list[Any], budget: float) -> li
 
     async def one(index: int, item: Any) -> EventResult:
         given_id = item.get("event_id") if isinstance(item, dict) else None
+        if not isinstance(given_id, str):
+            given_id = None
         try:
-            event = IncomingEvent.model_validate(item)
+            # As JSON and strict: a number is not taken for a date, as the OpenAPI declares.
+            event = IncomingEvent.model_validate_json(json.dumps(item), strict=True)
         except ValidationError as error:
             return EventResult(
                 index=index, event_id=given_id, status="rejected", errors=errors.field_errors(error.errors())
@@ -256,6 +268,10 @@ async def _probe(check: Awaitable[None], timeout: float) -> Literal["ok", "unrea
         await asyncio.wait_for(check, timeout)
     except TimeoutError:
         return "timeout"
+    except RPCError as error:
+        # The SDK reports its own timeout as DEADLINE_EXCEEDED or, racing it, CANCELLED.
+        timed_out = error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+        return "timeout" if timed_out else "unreachable"
     except Exception as error:
         # The reason can name hosts and users of the database URL: the log gets its kind only.
         log.warning("readiness check failed: %s", type(error).__name__)
@@ -273,7 +289,11 @@ def _database_answers(settings: Settings) -> None:
         session.exec(select(literal(1))).one()
 
 
-def _upsert(settings: Settings, profile: CustomerProfile) -> None:
+def _problems(error: ValidationError) -> list[dict[str, str]]:
+    return [problem.model_dump() for problem in errors.field_errors(error.errors())]
+
+
+def _upsert(settings: Settings, profile: ProfileUpdate) -> None:
     with session_for(settings.database_url) as session:
         customers.upsert(session, profile)
 

@@ -7,14 +7,17 @@ database not answering in time is a 503 with `Retry-After`, never a 500: the cal
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Request, Response, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -109,7 +112,25 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
     return refusal(status.HTTP_503_SERVICE_UNAVAILABLE, f"{what} did not answer in time: try again")
 
 
+async def _http_refusal(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        # Starlette names only the methods of the first route on the path; a path served by
+        # several routes (GET, PUT and DELETE of a customer) allows all that OpenAPI declares.
+        allowed = set(str((error.headers or {}).get("Allow", "")).replace(" ", "").split(","))
+        for template, operations in request.app.openapi()["paths"].items():
+            if re.fullmatch(_PARAMETER.sub("[^/]+", re.escape(template)), request.url.path):
+                allowed |= {method.upper() for method in operations}
+        error.headers = {**(error.headers or {}), "Allow": ", ".join(sorted(allowed - {""}))}
+    return await http_exception_handler(request, error)
+
+
+_PARAMETER = re.compile(r"\\\{[^/]+?\\\}")
+"""`{customer_id}` in a path template, as re.escape writes it."""
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_refusal)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RPCError, _temporal_refused)
     for kind in (TimeoutError, OperationalError, WorkflowQueryFailedError):

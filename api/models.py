@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query, Security
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field, SkipValidation
+from pydantic.json_schema import SkipJsonSchema
 
 from api.errors import NO_CONTROL_CHARACTERS, FieldError
 from routing.events import IncomingEvent
@@ -40,9 +41,14 @@ ProfileIdPath = Annotated[
 
 
 class ProfileUpdate(CustomerProfile):
-    """A profile as PUT sends it: the id is the URL's, so the body may leave it out."""
+    """A profile as PUT sends it: the id is the URL's. A body may repeat it (older clients
+    do), so it is taken but not declared: the schema cannot say "equal to the URL's"."""
 
-    id: str | None = Field(default=None, min_length=1, max_length=128)  # type: ignore[assignment]
+    id: SkipJsonSchema[str | None] = None  # type: ignore[assignment]
+
+
+ProfileBody = SkipValidation[ProfileUpdate]
+"""Declared for OpenAPI; the route validates the raw JSON strictly, as declared (no coercion)."""
 
 
 class CustomerSaved(BaseModel):
@@ -52,8 +58,8 @@ class CustomerSaved(BaseModel):
 
 Batch = Annotated[list[IncomingEvent], Field(min_length=1, max_length=MAX_BATCH)]
 EventsBody = SkipValidation[IncomingEvent | Batch]
-"""One event or a batch. Declared for OpenAPI, validated per item by the route, so one bad
-event is rejected on its own and the rest of the batch is kept."""
+"""One event or a batch. Declared for OpenAPI, validated per item by the route (strictly, as
+declared), so one bad event is rejected on its own and the rest of the batch is kept."""
 
 
 class EventResult(BaseModel):
