@@ -106,7 +106,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.contract", description=__doc__.split("\n")[0])
     parser.add_argument("--max-examples", type=int, default=30, help="test cases per operation and phase")
     parser.add_argument("--seed", type=int, default=1, help="schemathesis seed (fixed: a CI failure repeats)")
-    parser.add_argument("--max-time", type=int, default=0, help="seconds for the whole run (0: no limit)")
+    parser.add_argument(
+        "--max-time", type=int, default=0, help="seconds fuzzing and stateful phases repeat for (0: once)"
+    )
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 
