@@ -46,6 +46,7 @@ from definition.model import Journey
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
 from storage import customers, journey_versions
+from storage.customers import CustomerProfile
 from storage.database import migrate, session_for
 from storage.models import Customer, Event, Message
 from workflows.interface import JourneyView, workflow_id
@@ -293,7 +294,7 @@ def _problems(error: ValidationError) -> list[dict[str, str]]:
     return [problem.model_dump() for problem in errors.field_errors(error.errors())]
 
 
-def _upsert(settings: Settings, profile: ProfileUpdate) -> None:
+def _upsert(settings: Settings, profile: CustomerProfile) -> None:
     with session_for(settings.database_url) as session:
         customers.upsert(session, profile)
 
