@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
+from payload_encryption import EncryptionCodec, PayloadKeyError, parse_payload_keys
 from settings import Settings
 
 
@@ -16,7 +20,29 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         api_key=api_key,
         tls=bool(api_key) or _optional_env("TEMPORAL_TLS") == "true",
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
+    )
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """How every client, worker, test environment and replayer turns values into payloads:
+    pydantic JSON, then encrypted with CYKLO_PAYLOAD_KEYS, failure messages included.
+
+    Without keys a process refuses to start, unless CYKLO_ALLOW_UNENCRYPTED_PAYLOADS says
+    plain text is wanted: a forgotten key must not quietly put readable data into history."""
+    if not settings.payload_keys:
+        if settings.allow_unencrypted_payloads:
+            return pydantic_data_converter
+        raise PayloadKeyError(
+            "CYKLO_PAYLOAD_KEYS is not set: what cyklo sends to Temporal would be readable in its "
+            "history. Set CYKLO_PAYLOAD_KEYS=KEY_ID:BASE64 (a key: `openssl rand -base64 32`; every "
+            "worker and API process needs the same keys), or CYKLO_ALLOW_UNENCRYPTED_PAYLOADS=true"
+        )
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(parse_payload_keys(settings.payload_keys)),
+        # Failure messages and stack traces can quote values: into the encrypted attributes.
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
 

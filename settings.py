@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,7 +14,8 @@ def _env(name: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # Secrets live here: an error names the variable, never repeats its value.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, hide_input_in_errors=True)
 
     database_url: str = Field("sqlite:///.cyklo/cyklo.db", validation_alias=_env("CYKLO_DATABASE_URL"))
     journeys_dir: Path = Field(Path("journeys"), validation_alias=_env("CYKLO_JOURNEYS_DIR"))
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
     max_event_requests: int = Field(100, gt=0, validation_alias=_env("CYKLO_MAX_EVENT_REQUESTS"))
     """POST /v1/events requests in flight at once; one more is answered 429 at once."""
     events_per_run: int = Field(500, gt=0, validation_alias=_env("CYKLO_EVENTS_PER_RUN"))
+    payload_keys: str = Field("", validation_alias=_env("CYKLO_PAYLOAD_KEYS"))
+    """`KID:BASE64,KID:BASE64` (32-byte keys): the first encrypts what goes to Temporal, all decrypt."""
+    allow_unencrypted_payloads: bool = Field(False, validation_alias=_env("CYKLO_ALLOW_UNENCRYPTED_PAYLOADS"))
+    """Run without CYKLO_PAYLOAD_KEYS, payloads in plain text: an explicit choice, never a default."""
 
     sendgrid_api_key: str = Field("", validation_alias=_env("SENDGRID_API_KEY"))
     sendgrid_host: str = Field("https://api.sendgrid.com", validation_alias=_env("CYKLO_SENDGRID_HOST"))
@@ -48,6 +53,9 @@ class Settings(BaseSettings):
 
     api_keys: str = Field("", validation_alias=_env("CYKLO_API_KEYS"))
     """`KEY=scope,scope;KEY2=scope`: scopes events, support:read, support:write."""
+    session_secret: str = Field("", validation_alias=_env("CYKLO_SESSION_SECRET"))
+    """Signs support page sessions; every API process behind one address needs the same one."""
+    session_hours: float = Field(8.0, gt=0, le=24 * 30, validation_alias=_env("CYKLO_SESSION_HOURS"))
     max_request_bytes: int = Field(5_000_000, gt=0, validation_alias=_env("CYKLO_MAX_REQUEST_BYTES"))
 
     sendgrid_webhook_public_key: str = Field("", validation_alias=_env("SENDGRID_WEBHOOK_PUBLIC_KEY"))
@@ -59,6 +67,16 @@ class Settings(BaseSettings):
     shop_name: str = Field("cyklo shop", validation_alias=_env("CYKLO_SHOP_NAME"))
     shop_url: str = Field("https://shop.example.com", validation_alias=_env("CYKLO_SHOP_URL"))
     currency: str = Field("PLN", validation_alias=_env("CYKLO_CURRENCY"))
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_enough(cls, secret: str) -> str:
+        if secret and len(secret) < 32:
+            raise ValueError(
+                "CYKLO_SESSION_SECRET: use 32 characters or more, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return secret
 
 
 def as_environment(settings: Settings) -> dict[str, str]:

@@ -90,9 +90,10 @@ class MessageSender:
                 next_retry_delay=timedelta(seconds=problem.retry_after) if problem.retry_after else None,
             ) from problem
         except ProviderAmbiguous as problem:
-            reason = f"outcome unknown: {problem.message}; not resent, to avoid a duplicate"
+            reason = f"{ledger.OUTCOME_UNKNOWN}: {problem.message}; not resent, to avoid a duplicate"
             with session_for(self.settings.database_url) as session:
-                return _outcome(_finish(session, message, "failed", reason), customer)
+                assert message.id is not None
+                return _outcome(ledger.record_outcome_unknown(session, message.id, reason), customer)
         except ProviderRejected as problem:
             with session_for(self.settings.database_url) as session:
                 return _outcome(
@@ -119,7 +120,9 @@ class MessageSender:
             session.rollback()
             return message, customer
         if message is not None and message.status == "sending":
-            reason = "outcome unknown: an earlier attempt stopped during the provider call; not resent"
+            reason = (
+                f"{ledger.OUTCOME_UNKNOWN}: an earlier attempt stopped during the provider call; not resent"
+            )
             return _finish(session, message, "failed", reason), customer
         if message is None:
             message = Message(

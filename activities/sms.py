@@ -25,6 +25,16 @@ from activities.provider_errors import (
 )
 from settings import Settings
 
+TWILIO_OUTCOMES = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "failed",
+    "failed": "failed",
+    "canceled": "failed",
+}
+"""What Twilio's message statuses mean for the ledger. The others (queued, accepted, sending,
+scheduled) say only that Twilio took the message."""
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"

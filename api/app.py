@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import errors, pages, support, webhooks
+from api import errors, pages, privacy, support, webhooks
 from api.auth import parse_keys, requires
 from api.bounded_json import BoundedJsonRoute
 from api.errors import FieldError, Problem
@@ -70,6 +70,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         app.state.router = EventRouter(app.state.client, settings, _published_journeys(settings))
         yield
 
+    if client is None:
+        from connection import data_converter
+
+        data_converter(settings)  # no payload keys: refuse here, in one line, not in a startup traceback
     app = FastAPI(title="cyklo", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.router.route_class = BoundedJsonRoute
     app.state.api_keys = parse_keys(settings.api_keys)
@@ -89,6 +93,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     app.include_router(webhooks.router, responses=errors.responses(400, 403, 413, 422, 503))
     app.include_router(support.router)
+    app.include_router(privacy.router, dependencies=[API_KEY], responses=errors.responses(401, 403, 404, 422, 503))
     app.include_router(pages.router)
 
     @app.get("/health", tags=["health"])

@@ -1,17 +1,36 @@
-"""API keys with scopes, from the environment (CYKLO_API_KEYS=`KEY=events,support:read;…`)."""
+"""API keys with scopes, from the environment (CYKLO_API_KEYS=`KEY=events,support:read;…`).
+
+A key travels only in a header. One in a URL would be written into access logs, proxy logs
+and browser history, so a request carrying one is refused, even when its header is right:
+the caller learns to fix the URL before the key has spread further.
+"""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from fastapi import HTTPException, Request, status
 
 SCOPES = frozenset({"events", "support:read", "support:write"})
+URL_KEY_PARAMETERS = ("key", "api_key")
+KEY_IN_URL_REFUSED = (
+    "API keys in URLs are refused (they end up in logs and browser history): "
+    "send `Authorization: Bearer KEY` instead"
+)
 
 
 class ApiKeyError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who presented a known key: a label safe to record as the "by" of an action, and its scopes."""
+
+    label: str
+    scopes: frozenset[str]
 
 
 def parse_keys(text: str) -> dict[str, frozenset[str]]:
@@ -34,10 +53,31 @@ def parse_keys(text: str) -> dict[str, frozenset[str]]:
     return keys
 
 
+def key_label(key: str) -> str:
+    """Enough of a key to tell keys apart in a support action's record, too little to use it."""
+    return f"key …{key[-4:]}"
+
+
+def identify(keys: Mapping[str, frozenset[str]], presented: str) -> Caller | None:
+    """The caller a presented key belongs to, compared in constant time; None if unknown."""
+    for key, scopes in keys.items():
+        if hmac.compare_digest(key.encode(), presented.encode()):
+            return Caller(key_label(key), scopes)
+    return None
+
+
+def has_key_in_url(request: Request) -> bool:
+    return any(name in request.query_params for name in URL_KEY_PARAMETERS)
+
+
 def requires(scope: str) -> Callable[[Request], str]:
     """A FastAPI dependency: the caller's key must carry `scope`. Returns the key's label."""
 
     def check(request: Request) -> str:
+        if has_key_in_url(request):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, KEY_IN_URL_REFUSED, headers={"WWW-Authenticate": "Bearer"}
+            )
         presented = _presented_key(request)
         if presented is None:
             raise HTTPException(
@@ -45,15 +85,14 @@ def requires(scope: str) -> Callable[[Request], str]:
                 "an API key is required: send `Authorization: Bearer KEY`",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        keys: dict[str, frozenset[str]] = request.app.state.api_keys
-        for key, scopes in keys.items():
-            if hmac.compare_digest(key.encode(), presented.encode()):
-                if scope not in scopes:
-                    raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the scope {scope!r}")
-                return f"key …{key[-4:]}"
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
-        )
+        caller = identify(request.app.state.api_keys, presented)
+        if caller is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if scope not in caller.scopes:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the scope {scope!r}")
+        return caller.label
 
     return check
 
@@ -62,6 +101,4 @@ def _presented_key(request: Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer ") and header[7:].strip():
         return header[7:].strip()
-    # The support page is opened in a browser, which cannot send a header: it carries
-    # the key in its URL, and its forms pass it on.
-    return request.headers.get("X-API-Key") or request.query_params.get("key") or None
+    return request.headers.get("X-API-Key") or None

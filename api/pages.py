@@ -2,56 +2,222 @@
 
 Server-rendered (Jinja2), so it works without JavaScript; actions are forms that run the
 same workflow updates as the API and come back to the page with the outcome.
+
+A person signs in once with a key (api/sessions.py): no key is ever part of a URL, every form
+carries a CSRF token, and every answer tells the browser to keep the page out of caches,
+frames and Referer headers.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from api.auth import requires
+from api.auth import KEY_IN_URL_REFUSED, has_key_in_url
+from api.sessions import (
+    COOKIE_PATH,
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    SupportSession,
+    SupportSessions,
+    csrf_matches,
+)
 from api.support import ActionRequest, run_action
 from definition.durations import format_duration
 from definition.model import Journey
 from storage import journey_versions
 from storage.database import session_for
 
-router = APIRouter(tags=["support page"], include_in_schema=False)
+SIGN_IN_PATH = "/support/login"
+SECURITY_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+FORGED_FORM = (
+    "This form is out of date or did not come from this site, so nothing was done: "
+    "reload the page and submit it again (the page needs cookies)."
+)
+# A path of this site under /support, every segment percent-encoded as customer_path makes it:
+# nothing that could lead elsewhere (`//host`, `\`, a scheme) or smuggle a query or fragment.
+_RETURN_PATH = re.compile(r"/support(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+)?")
+
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "pages"), autoescape=select_autoescape(["html"])
 )
 
 
+class SignInRequired(Exception):
+    def __init__(self, return_to: str) -> None:
+        self.return_to = return_to
+
+
+class SupportPageRoute(APIRoute):
+    """Every answer of the support page is an HTML page carrying SECURITY_HEADERS, refusals too."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            response: Response
+            if has_key_in_url(request):
+                response = _message_page(
+                    status.HTTP_401_UNAUTHORIZED, "Keys in URLs are refused", KEY_IN_URL_REFUSED, sign_in=True
+                )
+            else:
+                try:
+                    response = await handler(request)
+                except SignInRequired as needed:
+                    response = RedirectResponse(
+                        f"{SIGN_IN_PATH}?next={quote(needed.return_to, safe='/')}",
+                        status_code=status.HTTP_303_SEE_OTHER,
+                    )
+                except HTTPException as refusal:
+                    response = _message_page(refusal.status_code, "Refused", str(refusal.detail))
+                except RequestValidationError as error:
+                    fields = "; ".join(
+                        f"{'.'.join(str(part) for part in problem['loc'][1:])}: {problem['msg']}"
+                        for problem in error.errors()
+                    )
+                    response = _message_page(status.HTTP_422_UNPROCESSABLE_CONTENT, "Bad request", fields)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        return answer
+
+
+router = APIRouter(tags=["support page"], include_in_schema=False, route_class=SupportPageRoute)
+
+
+def customer_path(customer_id: str) -> str:
+    """The page of one customer; the id is one encoded path segment, whatever it holds."""
+    return f"/support/{quote(customer_id, safe='')}"
+
+
+def support_sessions(request: Request) -> SupportSessions:
+    state = request.app.state
+    sessions: SupportSessions | None = getattr(state, "support_sessions", None)
+    if sessions is None:
+        settings = state.settings
+        # Without a configured secret, sessions live as long as this process: enough for one
+        # `cyklo api`; several processes behind one address need CYKLO_SESSION_SECRET.
+        secret = settings.session_secret or secrets.token_urlsafe(32)
+        sessions = SupportSessions(secret, state.api_keys, timedelta(hours=settings.session_hours))
+        state.support_sessions = sessions
+    return sessions
+
+
+def _signed_in(request: Request) -> SupportSession:
+    session = support_sessions(request).resume(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        customer = request.path_params.get("customer_id")
+        raise SignInRequired(customer_path(customer) if customer else "/support")
+    if not session.may("support:read"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this key lacks the scope 'support:read'")
+    return session
+
+
+Sessions = Annotated[SupportSessions, Depends(support_sessions)]
+SignedIn = Annotated[SupportSession, Depends(_signed_in)]
+CsrfField = Annotated[str, Form()]
+
+
+@router.get(SIGN_IN_PATH, response_class=HTMLResponse)
+async def sign_in_form(request: Request, sessions: Sessions, next: str = "/support") -> Response:
+    if sessions.resume(request.cookies.get(SESSION_COOKIE)) is not None:
+        return RedirectResponse(_safe_return(next), status_code=status.HTTP_303_SEE_OTHER)
+    return _sign_in_page(request, sessions, _safe_return(next))
+
+
+@router.post(SIGN_IN_PATH)
+async def sign_in(
+    request: Request,
+    sessions: Sessions,
+    key: Annotated[str, Form()] = "",
+    csrf: CsrfField = "",
+    next: Annotated[str, Form()] = "/support",
+) -> Response:
+    _refuse_cross_site(request)
+    if not sessions.sign_in_form_matches(request.cookies.get(SIGN_IN_COOKIE), csrf):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, FORGED_FORM)
+    return_to = _safe_return(next)
+    signed = sessions.sign_in(key.strip())
+    if signed is None:
+        problem = "That key is not known: check it and try again."
+        return _sign_in_page(request, sessions, return_to, problem, status.HTTP_401_UNAUTHORIZED)
+    caller, cookie = signed
+    if "support:read" not in caller.scopes:
+        problem = "That key lacks the scope 'support:read' the support page needs."
+        return _sign_in_page(request, sessions, return_to, problem, status.HTTP_403_FORBIDDEN)
+    response = RedirectResponse(return_to, status_code=status.HTTP_303_SEE_OTHER)
+    lifetime = int(sessions.lifetime.total_seconds())
+    _set_cookie(request, response, SESSION_COOKIE, cookie, path=COOKIE_PATH, max_age=lifetime)
+    _delete_cookie(request, response, SIGN_IN_COOKIE, path=SIGN_IN_PATH)
+    return response
+
+
+@router.post("/support/logout")
+async def sign_out(request: Request, session: SignedIn, csrf: CsrfField = "") -> Response:
+    _refuse_forgery(request, session, csrf)
+    response = RedirectResponse(SIGN_IN_PATH, status_code=status.HTTP_303_SEE_OTHER)
+    _delete_cookie(request, response, SESSION_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+@router.get("/support", response_class=HTMLResponse)
+async def find_customer(session: SignedIn, customer: str = "") -> Response:
+    if customer.strip():
+        return RedirectResponse(customer_path(customer.strip()), status_code=status.HTTP_303_SEE_OTHER)
+    return _page("index.html", caller=session.caller.label, csrf=session.csrf_token)
+
+
 @router.get("/support/{customer_id}", response_class=HTMLResponse)
-async def support_page(
-    customer_id: str, request: Request, notice: str = "", _: str = Depends(requires("support:read"))
-) -> HTMLResponse:
+async def support_page(customer_id: str, request: Request, session: SignedIn, notice: str = "") -> Response:
     from api.app import customer_record
 
     record = await customer_record(request, customer_id)
     settings = request.app.state.settings
     journeys = []
-    with session_for(settings.database_url) as session:
+    with session_for(settings.database_url) as db:
         for journey_id, view in record["journeys"].items():
             definition = Journey.model_validate_json(
-                journey_versions.get(session, journey_id, view["version"]).definition
+                journey_versions.get(db, journey_id, view["version"]).definition
             )
             journeys.append(
-                {"id": journey_id, "name": definition.name, "view": view, "stages": _diagram(definition)}
+                {
+                    "id": journey_id,
+                    "path": quote(journey_id, safe=""),
+                    "name": definition.name,
+                    "view": view,
+                    "stages": _diagram(definition),
+                }
             )
-    page = _templates.get_template("support.html").render(
+    return _page(
+        "support.html",
         profile=record["profile"],
+        customer_path=customer_path(customer_id),
         journeys=journeys,
         timeline=_timeline(record),
         notice=notice,
-        key=quote(request.query_params.get("key", "")),
+        caller=session.caller.label,
+        csrf=session.csrf_token,
     )
-    return HTMLResponse(page)
 
 
 @router.post("/support/{customer_id}/{journey_id}/{action}")
@@ -60,18 +226,103 @@ async def support_action(
     journey_id: str,
     action: str,
     request: Request,
-    stage: str | None = Form(default=None),
-    caller: str = Depends(requires("support:write")),
-) -> RedirectResponse:
-    try:
-        await run_action(
-            request.app.state.client, customer_id, journey_id, action, ActionRequest(stage=stage), caller
+    session: SignedIn,
+    csrf: CsrfField = "",
+    stage: Annotated[str | None, Form()] = None,
+) -> Response:
+    _refuse_forgery(request, session, csrf)
+    if not session.may("support:write"):
+        notice = f"{action.replace('_', ' ')} refused: this key lacks the scope 'support:write'"
+    else:
+        try:
+            await run_action(
+                request.app.state.client,
+                customer_id,
+                journey_id,
+                action,
+                ActionRequest(stage=stage),
+                session.caller.label,
+            )
+            notice = f"{action.replace('_', ' ')}: done"
+        except HTTPException as refusal:
+            notice = str(refusal.detail)
+    return RedirectResponse(
+        f"{customer_path(customer_id)}?notice={quote(notice, safe='')}", status_code=status.HTTP_303_SEE_OTHER
+    )
+
+
+def _sign_in_page(
+    request: Request,
+    sessions: SupportSessions,
+    return_to: str,
+    problem: str = "",
+    status_code: int = status.HTTP_200_OK,
+) -> Response:
+    cookie, token = sessions.new_sign_in_form()
+    response = _page("login.html", status_code, next=return_to, csrf=token, problem=problem)
+    _set_cookie(request, response, SIGN_IN_COOKIE, cookie, path=SIGN_IN_PATH, max_age=None)
+    return response
+
+
+def _refuse_forgery(request: Request, session: SupportSession, token: str) -> None:
+    _refuse_cross_site(request)
+    if not csrf_matches(session, token):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, FORGED_FORM)
+
+
+def _refuse_cross_site(request: Request) -> None:
+    origin = request.headers.get("Origin")
+    # Under Referrer-Policy: no-referrer a browser sends `Origin: null` with this site's own
+    # forms, and no Referer: then the token alone decides.
+    if origin and origin != "null":
+        claimed = origin
+    elif referer := request.headers.get("Referer"):
+        claimed = _origin_of(referer)
+    else:
+        return
+    own = {_origin_of(str(request.base_url)), _origin_of(request.app.state.settings.public_url)}
+    if claimed not in own:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "a form sent from another site is refused; nothing was done"
         )
-        notice = f"{action.replace('_', ' ')}: done"
-    except HTTPException as refusal:
-        notice = str(refusal.detail)
-    key = quote(request.query_params.get("key", ""))
-    return RedirectResponse(f"/support/{customer_id}?key={key}&notice={quote(notice)}", status_code=303)
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _safe_return(path: str) -> str:
+    dot_segment = any(segment in (".", "..") for segment in path.split("/"))
+    if _RETURN_PATH.fullmatch(path) and not dot_segment and path != SIGN_IN_PATH:
+        return path
+    return "/support"
+
+
+def _over_tls(request: Request) -> bool:
+    # uvicorn turns X-Forwarded-Proto into the scheme only for proxies it trusts
+    # (FORWARDED_ALLOW_IPS, 127.0.0.1 by default); an https public URL settles it too.
+    return request.url.scheme == "https" or request.app.state.settings.public_url.startswith("https://")
+
+
+def _set_cookie(
+    request: Request, response: Response, name: str, value: str, path: str, max_age: int | None
+) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path=path, secure=_over_tls(request), httponly=True, samesite="strict"
+    )
+
+
+def _delete_cookie(request: Request, response: Response, name: str, path: str) -> None:
+    response.delete_cookie(name, path=path, secure=_over_tls(request), httponly=True, samesite="strict")
+
+
+def _page(template: str, status_code: int = status.HTTP_200_OK, **values: Any) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(template).render(**values), status_code=status_code)
+
+
+def _message_page(status_code: int, title: str, text: str, sign_in: bool = False) -> HTMLResponse:
+    return _page("message.html", status_code, title=title, text=text, sign_in=sign_in or status_code == 401)
 
 
 def _diagram(definition: Journey) -> list[dict[str, Any]]:

@@ -1,14 +1,12 @@
-"""Support: steer one customer's journey, list customers by stage, erase a customer."""
+"""Support: steer one customer's journey, list customers by stage (erasure: api/privacy.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
-from sqlmodel import select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -17,9 +15,6 @@ from api.auth import requires
 from api.bounded_json import BoundedJsonRoute
 from api.models import API_KEY, CustomerIdPath, JourneyIdPath, LimitQuery, StageQuery
 from settings import Settings
-from storage import journey_versions
-from storage.database import session_for
-from storage.models import Customer, Message, utcnow
 from workflows.interface import JourneyView, SupportAction, workflow_id
 
 Action = Literal["pause", "resume", "skip_wait", "move_to", "exit"]
@@ -144,45 +139,5 @@ async def customers_by_stage(
     return StageListing(journey_id=journey_id, stage=stage, query=query, customers=found)
 
 
-@router.delete("/v1/customers/{customer_id}", dependencies=[Depends(requires("support:write"))])
-async def erase(customer_id: str, request: Request) -> dict[str, Any]:
-    """GDPR erasure: journeys ended, profile deleted, ledger rows kept without personal data."""
-    settings: Settings = request.app.state.settings
-    client: Client = request.app.state.client
-    ended = []
-    for journey_id in await asyncio.to_thread(_journey_ids, settings):
-        handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
-        try:
-            await handle.terminate("customer erased")
-            ended.append(journey_id)
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise
-    erased = await asyncio.to_thread(_erase_rows, settings, customer_id)
-    if not erased and not ended:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
-    return {"customer_id": customer_id, "journeys_ended": ended, "profile_deleted": erased}
-
-
 def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def _journey_ids(settings: Settings) -> list[str]:
-    with session_for(settings.database_url) as session:
-        return journey_versions.published_ids(session)
-
-
-def _erase_rows(settings: Settings, customer_id: str) -> bool:
-    with session_for(settings.database_url) as session:
-        customer = session.get(Customer, customer_id)
-        for message in session.exec(select(Message).where(Message.customer_id == customer_id)).all():
-            # Provider error texts can quote an address; the rest of a row is ids and statuses.
-            if message.reason:
-                message.reason = "erased"
-            message.updated_at = utcnow()
-            session.add(message)
-        if customer is not None:
-            session.delete(customer)
-        session.commit()
-        return customer is not None

@@ -27,6 +27,7 @@ from temporalio.client import Client
 from bench.worker import READY
 from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator
+from payload_encryption import new_payload_key
 from publishing import publish_journeys
 from settings import Settings, as_environment
 from stack.local import Ports, connect_when_ready, free_port, temporal_dev_server
@@ -159,6 +160,8 @@ async def running_stack(
             twilio_auth_token="bench",  # noqa: S106 - the emulator checks only the account sid
             twilio_base_url=emulator.url,
             api_keys=f"{api_key}=events,support:read",
+            # Measured as production runs: with payload encryption.
+            payload_keys=new_payload_key("bench"),
         )
         migrate(settings.database_url)
         publish_journeys(settings, [journeys])

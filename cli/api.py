@@ -14,7 +14,11 @@ def api(
     """Serve the API (OpenAPI docs at /docs); keys come from CYKLO_API_KEYS."""
     import uvicorn
 
+    from api.access_log import log_config
     from api.app import create_app
     from settings import get_settings
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info")
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level="info", log_config=log_config(settings)
+    )

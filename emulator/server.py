@@ -1,6 +1,7 @@
 """A local emulator of the SendGrid and Twilio HTTP APIs that the real clients talk to.
 
-It records every accepted message, can be told to fail the next requests (429 with
+It records every accepted message (Twilio's message list shows them, filtered and paged as
+Twilio does), can be told to fail the next requests (429 with
 Retry-After, 5xx, Twilio error codes), and can hold its answers back after accepting a
 message, so a test can kill a worker between the provider's acceptance and the reply.
 
@@ -20,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -78,6 +80,9 @@ class RecordedMessage:
     raw: dict[str, Any] = field(default_factory=dict)
     """SendGrid: the JSON body. Twilio: the form, a list where a field repeats."""
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    delivery: str = "delivered"
+    """What the provider later says became of it: Twilio's list shows it (deliver_as changes it)."""
+    error_code: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -178,7 +183,8 @@ class ProviderEmulator:
         retry_after: int | None = None,
         code: int | None = None,
     ) -> None:
-        """Answer the channel's next `count` requests with `status` (after faults already queued).
+        """Answer the channel's next `count` requests (sends, and Twilio's message list) with
+        `status`, after faults already queued.
 
         `retry_after` adds a Retry-After header; `code` is Twilio's error code (default from
         the status, e.g. 20429 for 429)."""
@@ -208,6 +214,14 @@ class ProviderEmulator:
             self._messages.clear()
             self._attempts = dict.fromkeys(CHANNELS, 0)
             self._faults = {channel: [] for channel in CHANNELS}
+
+    def deliver_as(self, provider_id: str, status: str, error_code: int | None = None) -> None:
+        """Say that a recorded message ended otherwise than delivered (e.g. "undelivered", 30007)."""
+        with self._lock:
+            message = next((found for found in self._messages if found.provider_id == provider_id), None)
+            if message is None:
+                raise ValueError(f"no recorded message {provider_id!r}")
+            message.delivery, message.error_code = status, error_code
 
     def send_webhooks_to(self, webhooks: Webhooks) -> None:
         """From now on, every accepted message is reported delivered through signed webhooks."""
@@ -352,6 +366,8 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
             elif url.path in ("/", "/outbox"):
                 page = outbox_page(emulator.messages()).encode()
                 self._send(200, page, {"Content-Type": "text/html; charset=utf-8"})
+            elif match := TWILIO_PATH.match(url.path):
+                self._twilio_list(match.group("sid"), url.query)
             elif url.path == "/_emulator/messages":
                 channel = parse_qs(url.query).get("channel", [None])[0]
                 try:
@@ -497,6 +513,62 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
             else:
                 self.close_connection = True
 
+        def _twilio_list(self, account_sid: str, query: str) -> None:
+            """`GET …/Messages.json`: To, From, DateSent, DateSent< and DateSent> (on or before,
+            on or after; a date or a UTC time), PageSize and Page; newest first."""
+            if self._basic_user() != account_sid:
+                self._twilio_error(401, 20003)
+                return
+            fault = emulator._take_fault("sms")
+            if fault is not None:
+                code = fault.code or TWILIO_CODE_FOR_STATUS.get(fault.status, fault.status)
+                self._twilio_error(fault.status, code, headers=_retry_after(fault))
+                return
+            params = {key: values[-1] for key, values in parse_qs(query, keep_blank_values=True).items()}
+            try:
+                size, page = int(params.get("PageSize", 50)), int(params.get("Page", 0))
+                if not (1 <= size <= 1000 and page >= 0):
+                    raise ValueError("PageSize is 1 to 1000, Page 0 or more")
+                matches = [_date_filter(params.get(key), sign) for key, sign in DATE_FILTERS]
+            except ValueError as problem:
+                self._json(400, {"code": 20001, "message": str(problem), "status": 400})
+                return
+            found = [
+                message
+                for message in reversed(emulator.messages("sms"))
+                if params.get("To", message.to) == message.to
+                and params.get("From", message.sender) == message.sender
+                and all(match(message.received_at) for match in matches)
+            ]
+            chunk = found[page * size : (page + 1) * size]
+            filters = {
+                key: value for key, value in params.items() if key not in ("Page", "PageSize", "PageToken")
+            }
+
+            def page_uri(number: int) -> str:
+                paging = {
+                    "PageSize": size,
+                    "Page": number,
+                    **({"PageToken": f"PA{number}"} if number else {}),
+                }
+                return f"/2010-04-01/Accounts/{account_sid}/Messages.json?" + urlencode({**filters, **paging})
+
+            start = page * size
+            self._json(
+                200,
+                {
+                    "end": start + max(len(chunk) - 1, 0),
+                    "first_page_uri": page_uri(0),
+                    "next_page_uri": page_uri(page + 1) if len(found) > start + size else None,
+                    "page": page,
+                    "page_size": size,
+                    "previous_page_uri": page_uri(page - 1) if page else None,
+                    "start": start,
+                    "uri": page_uri(page),
+                    "messages": [_twilio_message(account_sid, message, listed=True) for message in chunk],
+                },
+            )
+
         def _twilio_error(
             self, status: int, code: int, to: str = "", headers: dict[str, str] | None = None
         ) -> None:
@@ -622,8 +694,9 @@ def _twilio_problem(form: dict[str, Any]) -> int | None:
     return None
 
 
-def _twilio_message(account_sid: str, message: RecordedMessage) -> dict[str, Any]:
-    """The 201 body Twilio answers a new message with: every field of its Message resource."""
+def _twilio_message(account_sid: str, message: RecordedMessage, listed: bool = False) -> dict[str, Any]:
+    """Every field of Twilio's Message resource: as the 201 answer to a new message has it
+    (queued), or `listed` later in the message list (sent at once, then `delivery`)."""
     _, segments = sms_encoding(message.body or "")
     now = message.received_at.strftime("%a, %d %b %Y %H:%M:%S +0000")
     uri = f"/2010-04-01/Accounts/{account_sid}/Messages/{message.provider_id}"
@@ -632,10 +705,10 @@ def _twilio_message(account_sid: str, message: RecordedMessage) -> dict[str, Any
         "api_version": "2010-04-01",
         "body": message.body,
         "date_created": now,
-        "date_sent": None,
+        "date_sent": now if listed else None,
         "date_updated": now,
         "direction": "outbound-api",
-        "error_code": None,
+        "error_code": message.error_code if listed else None,
         "error_message": None,
         "from": message.sender,
         "messaging_service_sid": None,
@@ -644,11 +717,36 @@ def _twilio_message(account_sid: str, message: RecordedMessage) -> dict[str, Any
         "price": None,
         "price_unit": "USD",
         "sid": message.provider_id,
-        "status": "queued",
+        "status": message.delivery if listed else "queued",
         "subresource_uris": {"media": f"{uri}/Media.json"},
         "to": message.to,
         "uri": f"{uri}.json",
     }
+
+
+DATE_FILTERS = (("DateSent", "="), ("DateSent>", ">"), ("DateSent<", "<"))
+
+
+def _date_filter(value: str | None, sign: str) -> Callable[[datetime], bool]:
+    """Twilio's DateSent filters: a date (YYYY-MM-DD) compares days, a time
+    (YYYY-MM-DDTHH:MM:SSZ) compares seconds; `<` is on or before, `>` on or after."""
+    if value is None:
+        return lambda _: True
+    by_day = len(value) == 10
+    try:
+        bound = datetime.strptime(value, "%Y-%m-%d" if by_day else "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"{value!r} is no date (YYYY-MM-DD) or UTC time (YYYY-MM-DDTHH:MM:SSZ)") from None
+
+    def matches(moment: datetime) -> bool:
+        at = (
+            moment.replace(hour=0, minute=0, second=0, microsecond=0)
+            if by_day
+            else moment.replace(microsecond=0)
+        )
+        return at >= bound if sign == ">" else at <= bound if sign == "<" else at == bound
+
+    return matches
 
 
 def outbox_page(messages: list[RecordedMessage]) -> str:

@@ -18,14 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlmodel import col, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from connection import installed_binary, quiet_runtime, register_search_attributes
+from connection import data_converter, installed_binary, quiet_runtime, register_search_attributes
 from definition.model import Journey
 from definition.schedule import zone
 from emulator.server import ProviderEmulator
+from payload_encryption import new_payload_key
 from publishing import publish_journeys
 from routing.events import EventRouter
 from settings import Settings
@@ -76,8 +76,10 @@ async def simulate(
     database_url: str | None = None,
     events_per_run: int = 500,
     record_histories: bool = False,
+    payload_keys: str | None = None,
 ) -> SimulationResult:
-    """Run the scenario; tests pass their own emulator (to inject faults) and database."""
+    """Run the scenario; tests pass their own emulator (to inject faults) and database, and
+    keys when they read the histories; otherwise a key of its own, gone with the server."""
     with tempfile.TemporaryDirectory(prefix="cyklo-sim-") as folder, ExitStack() as stack:
         if emulator is None:
             emulator = stack.enter_context(ProviderEmulator())
@@ -90,6 +92,7 @@ async def simulate(
             twilio_account_sid="AC" + "0" * 32,
             twilio_auth_token="simulation",  # noqa: S106 - the emulator checks only the account sid
             twilio_base_url=emulator.url,
+            payload_keys=payload_keys or new_payload_key("simulation"),
         )
         migrate(settings.database_url)
         publish_journeys(settings, journey_paths)
@@ -97,7 +100,7 @@ async def simulate(
             customers.upsert(session, scenario.customer)
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=installed_binary("temporal-test-server"),
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(settings),
             runtime=_runtime(),
         )
         try:

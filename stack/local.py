@@ -27,6 +27,7 @@ from api.app import create_app
 from connection import SEARCH_ATTRIBUTE_NAMES, connect, installed_binary
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
+from payload_encryption import new_payload_key
 from settings import Settings
 from worker import ACTIVITY_THREADS, build_worker
 
@@ -65,9 +66,27 @@ def check_ports_free(ports: Ports) -> None:
 
 def dev_api_key(folder: Path) -> str:
     """One key per data folder, kept there (never in the repository), with every scope."""
-    path = folder / "dev-api-key"
+    return _folder_secret(folder / "dev-api-key", 24)
+
+
+def dev_session_secret(folder: Path) -> str:
+    """Signs support page sessions, so a sign-in survives a restart of the stack."""
+    return _folder_secret(folder / "session-secret", 32)
+
+
+def _folder_secret(path: Path, size: int) -> str:
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(24) + "\n")
+        path.write_text(secrets.token_urlsafe(size) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def dev_payload_keys(folder: Path) -> str:
+    """The payload key ring of a data folder, kept there beside the Temporal history it
+    decrypts: a restart must read what the last run wrote."""
+    path = folder / "payload-keys"
+    if not path.exists():
+        path.write_text(new_payload_key("dev1") + "\n")
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -152,8 +171,10 @@ async def run(
             "twilio_auth_token": base.twilio_auth_token or "local-emulator-token",
             "twilio_base_url": emulator.url,
             "api_keys": f"{api_key}=events,support:read,support:write",
+            "session_secret": base.session_secret or dev_session_secret(folder),
             "sendgrid_webhook_public_key": sendgrid_public_key(signing_key),
             "public_url": api_url,
+            "payload_keys": base.payload_keys or dev_payload_keys(folder),
         }
     )
     emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))
@@ -173,11 +194,11 @@ async def run(
                     [
                         "cyklo is running on 127.0.0.1 (Ctrl-C stops everything):",
                         f"  API docs       {api_url}/docs",
-                        f"  support page   {api_url}/support/demo-1?key={api_key}",
+                        f"  support page   {api_url}/support/demo-1 (sign in with the dev API key)",
                         f"  outbox         {emulator.url}/outbox",
                         f"  Temporal UI    http://127.0.0.1:{ports.temporal_ui}",
                         f"  data           {folder}",
-                        f"  dev API key    {api_key}",
+                        f"  dev API key    in {folder / 'dev-api-key'} (every scope; never put it in a URL)",
                     ]
                 )
             )

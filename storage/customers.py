@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from sqlmodel import Session
 
+from storage.consents import record_profile_consents
 from storage.models import Customer, utcnow
 
 SUPPORTED_LOCALES = ("pl", "en")
@@ -73,11 +74,10 @@ def upsert(session: Session, profile: CustomerProfile) -> Customer:
     customer.first_name = profile.first_name
     customer.locale = profile.locale
     customer.timezone = profile.timezone
-    if (customer.consent_email, customer.consent_sms) != (profile.consents.email, profile.consents.sms):
-        customer.consent_updated_at = profile.consents.at or now
-    customer.consent_email = profile.consents.email
-    customer.consent_sms = profile.consents.sms
-    customer.consent_source = profile.consents.source
+    consents = profile.consents
+    record_profile_consents(
+        session, customer, consents.email, consents.sms, consents.source, consents.at or now
+    )
     customer.attributes = profile.attributes
     customer.updated_at = now
     session.add(customer)

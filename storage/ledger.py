@@ -1,17 +1,29 @@
 """Delivery news from the providers, applied to the message ledger and to consent.
 
 A message's status only moves forward (sent → delivered → opened → clicked), so webhook
-events arriving out of order or twice leave the ledger right.
+events arriving out of order or twice leave the ledger right. One record may move in any
+direction once: a message the send recorded `failed` because the provider call went out and
+no answer came ("outcome unknown") takes the provider's own word, from a delivery webhook or
+from its message list, and keeps a note of where that word came from.
 """
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from datetime import datetime
 
+from sqlmodel import Session, col, select
+
+from storage import consents
+from storage.consents import Change, Origin
 from storage.models import Customer, Message, utcnow
 
 PROGRESS = {"sending": 0, "sent": 1, "delivered": 2, "opened": 3, "clicked": 4}
 FINAL_BAD = frozenset({"bounced", "failed"})
+OUTCOME_UNKNOWN = "outcome unknown"
+"""The reason's kind (its text before the first colon) when the send cannot know whether the
+provider took the message; the send never resends it, so only evidence can settle it."""
+REPAIRED = "repaired by"
+IN_FLIGHT = frozenset({"pending", "sending", "retrying"})
 
 
 def advance_status(session: Session, message: Message, status: str, reason: str | None = None) -> bool:
@@ -29,28 +41,85 @@ def advance_status(session: Session, message: Message, status: str, reason: str 
     return True
 
 
+def is_outcome_unknown(message: Message) -> bool:
+    return message.status == "failed" and (message.reason or "").startswith(OUTCOME_UNKNOWN)
+
+
+def outcome_unknown_since(session: Session, cutoff: datetime) -> list[Message]:
+    """Messages that became `failed (outcome unknown)` since `cutoff`, oldest first."""
+    query = (
+        select(Message)
+        .where(
+            Message.status == "failed",
+            col(Message.reason).startswith(OUTCOME_UNKNOWN, autoescape=True),
+            Message.created_at >= cutoff,
+        )
+        .order_by(col(Message.created_at))
+    )
+    return list(session.exec(query).all())
+
+
+def apply_evidence(
+    session: Session, message: Message, status: str, source: str, detail: str | None = None
+) -> bool:
+    """What a provider says happened to `message`; True if the ledger changed. `source` says
+    who said what ("webhook: sendgrid delivered"), `detail` the provider's words, if any.
+
+    Forward only, as `advance_status`, except for a message whose outcome was unknown: there
+    the provider's word replaces the guess, bad news included, and the reason records it."""
+    if is_outcome_unknown(message):
+        message.status = status
+        message.reason = f"{REPAIRED} {source}{': ' + detail if detail else ''} ({OUTCOME_UNKNOWN} before)"
+        message.updated_at = utcnow()
+        session.add(message)
+        return True
+    if detail and (message.reason or "").startswith(REPAIRED):
+        detail = f"{message.reason}; then {source}: {detail}"  # the repair's note stays readable
+    return advance_status(session, message, status, detail)
+
+
+def record_outcome_unknown(session: Session, message_id: int, reason: str) -> Message:
+    """Mark a message whose provider call went unanswered `failed` (outcome unknown), unless
+    delivery evidence reached its row while the call was waiting: that evidence stands."""
+    message = session.get(Message, message_id)
+    assert message is not None, "the send claimed this row before calling the provider"
+    if message.status in IN_FLIGHT:
+        message.status = "failed"
+        message.reason = reason
+        message.updated_at = utcnow()
+        session.add(message)
+        session.commit()
+    return message
+
+
 def message_by_id(session: Session, message_id: str | int | None) -> Message | None:
     try:
-        return session.get(Message, int(message_id)) if message_id is not None else None
+        number = int(message_id) if message_id is not None else 0
     except (TypeError, ValueError):
         return None
+    # Ids are positive 64-bit integers: anything else matches no row (and overflows a driver).
+    return session.get(Message, number) if 0 < number < 2**63 else None
 
 
 def message_by_provider_id(session: Session, provider_id: str) -> Message | None:
     return session.exec(select(Message).where(Message.provider_message_id == provider_id)).first()
 
 
-def suppress_email(session: Session, customer_id: str) -> None:
+def suppress_email(session: Session, customer_id: str, source: str = "hard bounce or spam report") -> None:
     customer = session.get(Customer, customer_id)
     if customer is not None and not customer.email_suppressed:
         customer.email_suppressed = True
         customer.updated_at = utcnow()
         session.add(customer)
+        consents.record(session, customer_id, "email", Change.SUPPRESSED, Origin.SENDGRID, source)
 
 
 def set_email_consent(session: Session, customer_id: str, consent: bool, source: str) -> None:
     customer = session.get(Customer, customer_id)
     if customer is not None:
+        if customer.consent_email != consent:
+            change = Change.GRANTED if consent else Change.WITHDRAWN
+            consents.record(session, customer_id, "email", change, Origin.SENDGRID, source)
         customer.consent_email = consent
         customer.consent_source = source
         customer.consent_updated_at = customer.updated_at = utcnow()
@@ -59,3 +128,35 @@ def set_email_consent(session: Session, customer_id: str, consent: bool, source:
 
 def customers_by_phone(session: Session, phone: str) -> list[Customer]:
     return list(session.exec(select(Customer).where(Customer.phone == phone)).all())
+
+
+def apply_sms_reply(session: Session, phone: str, word: str, stop: bool) -> None:
+    """A customer's STOP or START, for every profile with that number.
+
+    STOP suppresses every SMS. START lifts only a suppression the customer made by STOP:
+    it never grants marketing consent, which stays what the shop's profile recorded, and
+    it leaves a suppression of any other origin in place. Either way the reply is recorded."""
+    source = f"SMS {word}"
+    for customer in customers_by_phone(session, phone):
+        if stop and not customer.sms_suppressed:
+            customer.sms_suppressed = True
+            consents.record(session, customer.id, "sms", Change.SUPPRESSED, Origin.SMS_REPLY, source)
+        elif stop:
+            consents.record(
+                session, customer.id, "sms", Change.NOTED, Origin.SMS_REPLY, f"{source}: already suppressed"
+            )
+        elif customer.sms_suppressed and consents.suppressed_by_sms_reply(session, customer.id):
+            customer.sms_suppressed = False
+            consents.record(session, customer.id, "sms", Change.LIFTED, Origin.SMS_REPLY, source)
+        else:
+            why = "suppressed by other means" if customer.sms_suppressed else "no STOP to lift"
+            consents.record(
+                session,
+                customer.id,
+                "sms",
+                Change.NOTED,
+                Origin.SMS_REPLY,
+                f"{source}: {why}, consent unchanged",
+            )
+        customer.updated_at = utcnow()
+        session.add(customer)

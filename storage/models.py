@@ -105,6 +105,23 @@ class Event(SQLModel, table=True):
     properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class ConsentRecord(SQLModel, table=True):
+    """One change of a customer's consent or suppression, with where it came from: what a
+    GDPR export shows, and what tells whether an SMS START may lift a suppression."""
+
+    __tablename__ = "consent_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(index=True, max_length=128)
+    channel: str = Field(max_length=8)
+    change: str = Field(max_length=16)
+    """storage.consents.Change: granted, withdrawn, suppressed, lifted, noted."""
+    origin: str = Field(max_length=16)
+    """storage.consents.Origin: profile, sendgrid, sms_reply."""
+    source: str | None = Field(default=None, max_length=200)
+    at: datetime = _timestamp()
+
+
 class JourneyVersion(SQLModel, table=True):
     """A published journey: definition and templates frozen together under a version number."""
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from connection import installed_binary, register_search_attributes
+from connection import data_converter, installed_binary, register_search_attributes
 from definition.model import Journey
 from emulator.server import ProviderEmulator
+from payload_encryption import new_payload_key
 from routing.events import EventRouter
 from settings import Settings
 from simulation.runner import SimulationResult, TimelineEntry, simulate
@@ -124,6 +124,7 @@ def emulator_settings(emulator: ProviderEmulator, **overrides: Any) -> Settings:
         "twilio_auth_token": "token",
         "twilio_base_url": emulator.url,
         "provider_timeout_seconds": 5,
+        "payload_keys": new_payload_key("test"),
     }
     fields.update(overrides)
     return Settings(**fields)
@@ -149,18 +150,14 @@ class World:
 
 @pytest.fixture
 async def world(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[World]:
+    settings = emulator_settings(emulator, database_url=f"sqlite:///{tmp_path}/cyklo.db", task_queue="world")
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=installed_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
     try:
         await register_search_attributes(env.client, "default")
-        settings = emulator_settings(
-            emulator,
-            database_url=f"sqlite:///{tmp_path}/cyklo.db",
-            temporal_address=env.client.service_client.config.target_host,
-            task_queue="world",
-        )
-        yield World(env, settings)
+        address = env.client.service_client.config.target_host
+        yield World(env, settings.model_copy(update={"temporal_address": address}))
     finally:
         await env.shutdown()

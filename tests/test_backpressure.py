@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.app import create_app
+from connection import data_converter
 from settings import Settings
 from storage.database import session_for
 from storage.models import Event
@@ -40,7 +40,7 @@ class Api:
 async def _api(world: World, **overrides: Any) -> AsyncIterator[Api]:
     """The API talking to the world's Temporal server through a relay the test can stall."""
     with Stall(world.settings.temporal_address).running() as temporal:
-        client = await Client.connect(temporal.address, data_converter=pydantic_data_converter)
+        client = await Client.connect(temporal.address, data_converter=data_converter(world.settings))
         settings = world.settings.model_copy(
             update={
                 "journeys_dir": JOURNEYS,

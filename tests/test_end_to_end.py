@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,12 +17,11 @@ import httpx
 import pytest
 import uvicorn
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from client.platform import Cyklo
-from connection import SEARCH_ATTRIBUTE_NAMES, installed_binary
+from connection import SEARCH_ATTRIBUTE_NAMES, data_converter, installed_binary
 from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
@@ -66,12 +66,6 @@ class Stack:
 
 @pytest.fixture
 async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Stack]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=installed_binary("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
-        dev_server_log_level="error",
-    )
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     signing_key = new_sendgrid_key()
@@ -83,6 +77,12 @@ async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Sta
         api_keys=f"{KEY}=events,support:read,support:write",
         sendgrid_webhook_public_key=sendgrid_public_key(signing_key),
         public_url=api_url,
+    )
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=installed_binary("temporal"),
+        data_converter=data_converter(settings),
+        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
+        dev_server_log_level="error",
     )
     emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))
     server = uvicorn.Server(
@@ -241,15 +241,31 @@ async def test_support_page_shows_the_customer_and_an_action_clicked_takes_effec
         await asyncio.to_thread(cyklo.track, "c-web", "signed_up", event_id="web-1")
     await _eventually(lambda: _equals(stack.templates("c-web"), [("welcome", "email", "delivered")]))
 
+    visited: list[str] = []
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        page = await browser.new_page()
-        await page.goto(f"{stack.api_url}/support/c-web?key={KEY}")
+        context = await browser.new_context()
+        page = await context.new_page()
+        page.on("request", lambda request: visited.append(request.url))
+        page.on("framenavigated", lambda frame: visited.append(frame.url))
+
+        # Signed out, the page sends support to sign in, then back to the customer they asked for.
+        await page.goto(f"{stack.api_url}/support/c-web")
+        assert page.url == f"{stack.api_url}/support/login?next=/support/c-web"
+        await page.fill("#key", KEY)
+        await page.locator("button", has_text="Sign in").click()
+        await page.wait_for_url(f"{stack.api_url}/support/c-web")
         assert await page.locator("h1").inner_text() == "Customer c-web"
         current = page.locator("#journey-lifecycle .stage.current")
         assert await current.get_attribute("data-stage") == "prospect"
         assert "email welcome" in await page.locator("#timeline").inner_text()
         assert "wait (prospect/1)" in await page.locator("#journey-lifecycle").inner_text()
+
+        (session,) = [cookie for cookie in await context.cookies() if cookie["name"] == "cyklo_support"]
+        assert session["httpOnly"] and session["sameSite"] == "Strict" and session["path"] == "/support"
+        assert not session["secure"], "plain http on 127.0.0.1"
+        assert 7.9 * 3600 < session["expires"] - time.time() <= 8 * 3600
+        assert await page.evaluate("document.cookie") == "", "no script can read the session"
 
         await page.locator("#journey-lifecycle button", has_text="Pause").click()
         await page.wait_for_selector("#notice")
@@ -260,9 +276,28 @@ async def test_support_page_shows_the_customer_and_an_action_clicked_takes_effec
         await page.locator("#journey-lifecycle button", has_text="Pause").click()
         assert "already paused" in await page.locator("#notice").inner_text()
 
+        # A page on another origin of the same host (same site, so the Strict cookie goes along)
+        # submits a form to resume the journey: refused, nothing done.
+        hostile = f"http://127.0.0.1:{free_port()}/offer"
+        form = (
+            f'<form id="f" method="post" action="{stack.api_url}/support/c-web/lifecycle/resume"></form>'
+            '<script>document.getElementById("f").submit()</script>'
+        )
+        await page.route(hostile, lambda route: route.fulfill(content_type="text/html", body=form))
+        await page.goto(hostile)
+        await page.wait_for_url(f"{stack.api_url}/support/c-web/lifecycle/resume")
+        assert "nothing was done" in await page.locator("#problem").inner_text()
+
         await page.goto(f"{stack.emulator.url}/outbox")
         assert "Witaj w cyklo shop" in await page.locator("body").inner_text()
+
+        await page.goto(f"{stack.api_url}/support/c-web")
+        await page.locator("#sign-out").click()
+        await page.wait_for_url(f"{stack.api_url}/support/login")
+        assert [cookie["name"] for cookie in await context.cookies()] == ["cyklo_sign_in"]
         await browser.close()
+
+    assert visited and not [url for url in visited if KEY in url], "the key was never in a URL"
 
     view = await stack.env.client.get_workflow_handle("journey:lifecycle:c-web").query("state")
     assert view["paused"]["by"] == "key …0001"

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import uvicorn
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from connection import SEARCH_ATTRIBUTE_NAMES, installed_binary
+from connection import SEARCH_ATTRIBUTE_NAMES, data_converter, installed_binary
 from emulator.server import ProviderEmulator
 from stack.local import free_port
 from tests.conftest import JOURNEYS, emulator_settings
@@ -62,23 +61,23 @@ def schemathesis_command(api_url: str, options: argparse.Namespace) -> list[str]
 
 async def run(options: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="cyklo-contract-") as folder, ProviderEmulator() as emulator:
+        port = free_port()
+        settings = emulator_settings(
+            emulator,
+            database_url=f"sqlite:///{folder}/cyklo.db",
+            journeys_dir=JOURNEYS,
+            task_queue="contract",
+            api_keys=f"{KEY}=events,support:read,support:write",
+            public_url=f"http://127.0.0.1:{port}",
+            max_request_bytes=1_000_000,
+        )
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=installed_binary("temporal"),
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(settings),
             search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
             dev_server_log_level="error",
         )
         try:
-            port = free_port()
-            settings = emulator_settings(
-                emulator,
-                database_url=f"sqlite:///{folder}/cyklo.db",
-                journeys_dir=JOURNEYS,
-                task_queue="contract",
-                api_keys=f"{KEY}=events,support:read,support:write",
-                public_url=f"http://127.0.0.1:{port}",
-                max_request_bytes=1_000_000,
-            )
             server = uvicorn.Server(
                 uvicorn.Config(
                     create_app(settings, client=env.client), host="127.0.0.1", port=port, log_level="warning"

@@ -3,6 +3,7 @@
 Run after a change that should be replay-safe only to ADD new histories; the existing
 ones are the contract that old running journeys keep working:
     python -m tests.histories.record NAME
+They are written decrypted, so they stay readable and replay under any key.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from payload_encryption import new_payload_key
 from tests.conftest import make_scenario, run
+from tests.payloads import decrypted
 from tests.test_lifecycle_journey import SIGNED_UP, purchase
 
 HERE = Path(__file__).parent
@@ -40,10 +43,11 @@ def scenarios() -> dict[str, object]:
 
 async def record(name: str) -> None:
     options = {"events_per_run": 3} if name == "continue_as_new" else {}
-    result = await run(scenarios()[name], record_histories=True, **options)  # type: ignore[arg-type]
+    keys = new_payload_key("record")
+    result = await run(scenarios()[name], record_histories=True, payload_keys=keys, **options)  # type: ignore[arg-type]
     for index, history in enumerate(result.histories):
         target = HERE / f"{name}_{index}.json"
-        target.write_text(json.dumps(json.loads(history), indent=1) + "\n")
+        target.write_text(json.dumps(await decrypted(json.loads(history), keys), indent=1) + "\n")
         print(f"wrote {target}")
 
 

@@ -1,0 +1,297 @@
+"""A customer's rights over their data: a copy of all of it (GDPR art. 15), and erasure (art. 17).
+
+Erasure ends the customer's journeys and deletes their workflow histories where the
+Temporal server allows it; the answer says what was deleted and what was not, and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from pydantic import BaseModel, ConfigDict
+from sqlmodel import col, select
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import requires
+from api.support import _quoted
+from definition.model import Channel
+from settings import Settings
+from storage import consents, journey_versions
+from storage.database import session_for
+from storage.erasure import ErasedRows, erase_customer
+from storage.models import Customer, Event, Message, utcnow
+from workflows.interface import JourneyView, workflow_id
+from workflows.journey import JourneyWorkflow
+
+router = APIRouter(tags=["support"])
+
+
+class _FromRow(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ExportedProfile(_FromRow):
+    id: str
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    locale: str
+    timezone: str
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConsentChange(_FromRow):
+    channel: Channel
+    change: str
+    """granted, withdrawn, suppressed, lifted, or noted (said, but nothing changed)"""
+    origin: str
+    """profile (the shop), sendgrid, or sms_reply (the customer's own SMS)"""
+    source: str | None
+    at: datetime
+
+
+class ExportedConsents(BaseModel):
+    email: bool
+    sms: bool
+    email_suppressed: bool
+    sms_suppressed: bool
+    source: str | None
+    updated_at: datetime | None
+    history: list[ConsentChange]
+
+
+class ExportedEvent(_FromRow):
+    event_id: str
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    properties: dict[str, Any]
+
+
+class ExportedMessage(_FromRow):
+    id: int
+    journey_id: str
+    journey_version: int
+    stage: str
+    step: str
+    channel: Channel
+    template: str
+    transactional: bool
+    status: str
+    reason: str | None
+    discount_code: str | None
+    scheduled_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerExport(BaseModel):
+    """Everything cyklo holds about one customer."""
+
+    customer_id: str
+    exported_at: datetime
+    profile: ExportedProfile
+    consents: ExportedConsents
+    events: list[ExportedEvent]
+    messages: list[ExportedMessage]
+    journeys: dict[str, JourneyView]
+
+
+class HistoryKept(BaseModel):
+    workflow_id: str
+    run_id: str
+    reason: str
+
+
+class ErasureReport(BaseModel):
+    customer_id: str
+    profile_deleted: bool
+    journeys_ended: list[str]
+    """Journeys that were running and were terminated."""
+    events_deleted: int
+    consent_records_deleted: int
+    messages_kept: int
+    """Ledger rows kept without personal data: ids, templates, statuses."""
+    histories_deleted: int
+    """Workflow runs (histories) deleted from Temporal."""
+    histories_kept: list[HistoryKept]
+    """Runs the server would not delete; they stay until the namespace's retention ends."""
+
+
+@router.get(
+    "/v1/customers/{customer_id}/export",
+    response_model=CustomerExport,
+    dependencies=[Depends(requires("support:read"))],
+    responses={404: {"description": "no such customer"}},
+)
+async def export(customer_id: str, request: Request, response: Response) -> CustomerExport:
+    """A copy of everything about the customer: profile, consents with their history,
+    events with properties, messages, and the state of each journey."""
+    settings: Settings = request.app.state.settings
+    found = await asyncio.to_thread(_exported_rows, settings, customer_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
+    journeys: dict[str, JourneyView] = {}
+    for journey_id in found.pop("journey_ids"):
+        view = await _journey_view(request.app.state.client, journey_id, customer_id)
+        if view is not None:
+            journeys[journey_id] = view
+    # Personal data: no proxy or browser may keep a copy.
+    response.headers["Cache-Control"] = "no-store"
+    return CustomerExport(customer_id=customer_id, exported_at=utcnow(), journeys=journeys, **found)
+
+
+@router.delete(
+    "/v1/customers/{customer_id}",
+    response_model=ErasureReport,
+    dependencies=[Depends(requires("support:write"))],
+    responses={404: {"description": "no such customer"}},
+)
+async def erase(customer_id: str, request: Request) -> ErasureReport:
+    """GDPR erasure: journeys ended and their histories deleted, profile, events and consent
+    history deleted, ledger rows kept without personal data."""
+    settings: Settings = request.app.state.settings
+    client: Client = request.app.state.client
+    journey_ids = await asyncio.to_thread(_journey_ids, settings)
+    ended = []
+    for journey_id in journey_ids:
+        try:
+            await client.get_workflow_handle(workflow_id(journey_id, customer_id)).terminate(
+                "customer erased"
+            )
+            ended.append(journey_id)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+    rows: ErasedRows = await asyncio.to_thread(_erase_rows, settings, customer_id)
+    runs = await _runs_of(client, customer_id, journey_ids)
+    deleted, kept = await _delete_histories(client, runs)
+    if not rows.profile_deleted and not ended and not rows.events_deleted and not runs:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
+    return ErasureReport(
+        customer_id=customer_id,
+        profile_deleted=rows.profile_deleted,
+        journeys_ended=ended,
+        events_deleted=rows.events_deleted,
+        consent_records_deleted=rows.consent_records_deleted,
+        messages_kept=rows.messages_kept,
+        histories_deleted=deleted,
+        histories_kept=kept,
+    )
+
+
+def _journey_ids(settings: Settings) -> list[str]:
+    with session_for(settings.database_url) as session:
+        return journey_versions.published_ids(session)
+
+
+def _erase_rows(settings: Settings, customer_id: str) -> ErasedRows:
+    with session_for(settings.database_url) as session:
+        return erase_customer(session, customer_id)
+
+
+def _exported_rows(settings: Settings, customer_id: str) -> dict[str, Any] | None:
+    with session_for(settings.database_url, read_only=True) as session:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            return None
+        events = session.exec(
+            select(Event).where(Event.customer_id == customer_id).order_by(col(Event.occurred_at))
+        ).all()
+        messages = session.exec(
+            select(Message).where(Message.customer_id == customer_id).order_by(col(Message.scheduled_at))
+        ).all()
+        history = consents.history(session, customer_id)
+        journey_ids = journey_versions.published_ids(session)
+    return {
+        "profile": ExportedProfile.model_validate(customer),
+        "consents": ExportedConsents(
+            email=customer.consent_email,
+            sms=customer.consent_sms,
+            email_suppressed=customer.email_suppressed,
+            sms_suppressed=customer.sms_suppressed,
+            source=customer.consent_source,
+            updated_at=customer.consent_updated_at,
+            history=[ConsentChange.model_validate(row) for row in history],
+        ),
+        "events": [ExportedEvent.model_validate(event) for event in events],
+        "messages": [ExportedMessage.model_validate(message) for message in messages],
+        "journey_ids": journey_ids,
+    }
+
+
+async def _journey_view(client: Client, journey_id: str, customer_id: str) -> JourneyView | None:
+    handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
+    try:
+        return await handle.query(JourneyWorkflow.view)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def _runs_of(client: Client, customer_id: str, journey_ids: list[str]) -> list[tuple[str, str]]:
+    """(workflow id, run id) of every run of the customer's journeys, closed ones included.
+
+    Visibility lists them all, also journeys no longer published and runs a re-entry
+    left behind; a server without visibility (the time-skipping test server) still
+    shows each journey's latest run and the continue-as-new chain before it."""
+    runs: set[tuple[str, str]] = set()
+    try:
+        async for execution in client.list_workflows(f"CustomerId = '{_quoted(customer_id)}'"):
+            runs.add((execution.id, execution.run_id))
+    except RPCError as error:
+        if error.status not in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.INVALID_ARGUMENT):
+            raise
+    for journey_id in journey_ids:
+        runs.update(await _continue_as_new_chain(client, workflow_id(journey_id, customer_id)))
+    return sorted(runs)
+
+
+async def _continue_as_new_chain(client: Client, workflow: str) -> list[tuple[str, str]]:
+    chain: list[tuple[str, str]] = []
+    run_id: str | None = None
+    try:
+        run_id = (await client.get_workflow_handle(workflow).describe()).run_id
+        while run_id:
+            chain.append((workflow, run_id))
+            async for first in client.get_workflow_handle(workflow, run_id=run_id).fetch_history_events(
+                page_size=1
+            ):
+                run_id = first.workflow_execution_started_event_attributes.continued_execution_run_id
+                break
+            else:
+                run_id = None
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+    return chain
+
+
+async def _delete_histories(client: Client, runs: list[tuple[str, str]]) -> tuple[int, list[HistoryKept]]:
+    deleted, kept = 0, []
+    for workflow, run_id in runs:
+        request = DeleteWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=workflow, run_id=run_id),
+        )
+        try:
+            await client.workflow_service.delete_workflow_execution(request)
+            deleted += 1
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                continue  # deleted meanwhile, or by an earlier erase
+            reason = {
+                RPCStatusCode.UNIMPLEMENTED: "this Temporal server cannot delete histories",
+                RPCStatusCode.PERMISSION_DENIED: "the Temporal credentials may not delete histories",
+            }.get(error.status, f"Temporal answered {error.status.name}")
+            kept.append(HistoryKept(workflow_id=workflow, run_id=run_id, reason=reason))
+    return deleted, kept
