@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", validation_alias=_env("TEMPORAL_NAMESPACE"))
     task_queue: str = Field("cyklo", validation_alias=_env("CYKLO_TASK_QUEUE"))
     workflow_cache_size: int = Field(1000, ge=0, validation_alias=_env("CYKLO_WORKFLOW_CACHE_SIZE"))
+    temporal_rpc_timeout_seconds: float = Field(
+        5.0, gt=0, validation_alias=_env("CYKLO_TEMPORAL_RPC_TIMEOUT")
+    )
+    """Each Temporal call the API makes gives up after this; the API answers 503 instead of waiting."""
+    event_budget_seconds: float = Field(10.0, gt=0, validation_alias=_env("CYKLO_EVENT_BUDGET"))
+    """A POST /v1/events answers within this; events not delivered by then are not kept."""
+    max_event_requests: int = Field(100, gt=0, validation_alias=_env("CYKLO_MAX_EVENT_REQUESTS"))
+    """POST /v1/events requests in flight at once; one more is answered 429 at once."""
     events_per_run: int = Field(500, gt=0, validation_alias=_env("CYKLO_EVENTS_PER_RUN"))
     payload_keys: str = Field("", validation_alias=_env("CYKLO_PAYLOAD_KEYS"))
     """`KID:BASE64,KID:BASE64` (32-byte keys): the first encrypts what goes to Temporal, all decrypt."""

@@ -1,27 +1,48 @@
 """The HTTP API: the shop sends profiles and events; support reads one customer.
 
-Every route but /health needs an API key with the right scope. Bad input gets a 422 that
-names the field; a batch keeps every good event even when others are rejected.
+Every route but /health and /ready needs an API key with the right scope. Bad input gets a
+422 that names the field; a batch keeps every good event even when others are rejected;
+Temporal too slow or away gets a 503 with Retry-After within CYKLO_EVENT_BUDGET seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Body, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+from sqlalchemy import literal
 from sqlmodel import col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import pages, privacy, support, webhooks
+from api import errors, pages, privacy, support, webhooks
 from api.auth import parse_keys, requires
-from definition.identifiers import Identifier, event_id_problem
+from api.bounded_json import BoundedJsonRoute
+from api.errors import FieldError, Problem
+from api.models import (
+    API_KEY,
+    MAX_BATCH,
+    CustomerIdPath,
+    CustomerRecord,
+    CustomerSaved,
+    EventResult,
+    EventsAccepted,
+    EventsBody,
+    Health,
+    ProfileBody,
+    ProfileIdPath,
+    ProfileUpdate,
+    Readiness,
+)
+from definition.identifiers import event_id_problem
 from definition.model import Journey
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
@@ -31,29 +52,9 @@ from storage.database import migrate, session_for
 from storage.models import Customer, Event, Message
 from workflows.interface import JourneyView, workflow_id
 
-MAX_BATCH = 1000
+log = logging.getLogger(__name__)
+
 ROUTING_CONCURRENCY = 50
-
-
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
-class EventResult(BaseModel):
-    index: int
-    event_id: str | None
-    status: str
-    """accepted, duplicate, rejected (bad input: fix it) or failed (not kept: send it again)"""
-    errors: list[FieldError] = []
-
-
-class EventsAccepted(BaseModel):
-    accepted: int
-    duplicates: int
-    rejected: int
-    failed: int = 0
-    results: list[EventResult]
 
 
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
@@ -75,8 +76,11 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
         data_converter(settings)  # no payload keys: refuse here, in one line, not in a startup traceback
     app = FastAPI(title="cyklo", version="0.1.0", lifespan=lifespan, description=__doc__)
+    app.router.route_class = BoundedJsonRoute
     app.state.api_keys = parse_keys(settings.api_keys)
     app.state.settings = settings
+    app.state.event_requests = 0
+    errors.install(app)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
@@ -88,50 +92,100 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             )
         return await call_next(request)
 
-    app.include_router(webhooks.router)
+    app.include_router(webhooks.router, responses=errors.responses(400, 403, 413, 422, 503))
     app.include_router(support.router)
-    app.include_router(privacy.router)
+    app.include_router(privacy.router, dependencies=[API_KEY], responses=errors.responses(401, 403, 404, 422, 503))
     app.include_router(pages.router)
 
     @app.get("/health", tags=["health"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Health:
+        """The process is up (no key needed)."""
+        return Health(status="ok")
 
-    @app.put("/v1/customers/{customer_id}", tags=["platform"], dependencies=[Depends(requires("events"))])
-    async def put_customer(customer_id: Identifier, request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, [{"field": "body", "message": "expected an object"}]
-            )
-        if body.get("id", customer_id) != customer_id:
+    @app.get(
+        "/ready",
+        tags=["health"],
+        responses={503: {"model": Readiness, "description": "Temporal or the database is not reachable"}},
+    )
+    async def ready() -> Any:
+        """Temporal and the database answer (no key needed: it shows only ok / unreachable / timeout)."""
+        timeout = settings.temporal_rpc_timeout_seconds
+        temporal, database = await asyncio.gather(
+            _probe(_temporal_answers(app.state.client, timeout), timeout),
+            _probe(asyncio.to_thread(_database_answers, settings), timeout),
+        )
+        answer = Readiness(
+            status="ready" if temporal == database == "ok" else "not ready", temporal=temporal, database=database
+        )
+        code = status.HTTP_200_OK if answer.status == "ready" else status.HTTP_503_SERVICE_UNAVAILABLE
+        return JSONResponse(answer.model_dump(), status_code=code)
+
+    @app.put(
+        "/v1/customers/{customer_id}",
+        tags=["platform"],
+        dependencies=[API_KEY, Depends(requires("events"))],
+        responses=errors.responses(401, 403, 413, 422, 503),
+    )
+    async def put_customer(
+        customer_id: ProfileIdPath, body: Annotated[ProfileBody, Body()], request: Request
+    ) -> CustomerSaved:
+        """Create or replace a customer's profile: contact data, locale, time zone, consents."""
+        try:
+            update = ProfileUpdate.model_validate_json(await request.body(), strict=True)
+        except ValidationError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _problems(error)) from None
+        if update.id not in (None, customer_id):
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 [{"field": "id", "message": "differs from the id in the URL"}],
             )
-        try:
-            profile = CustomerProfile.model_validate({**body, "id": customer_id})
-        except ValidationError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _field_errors(error)) from None
+        profile = update.model_copy(update={"id": customer_id})
         await asyncio.to_thread(_upsert, settings, profile)
-        return {"id": customer_id, "status": "saved"}
+        return CustomerSaved(id=customer_id, status="saved")
 
     @app.post(
         "/v1/events",
         tags=["platform"],
         status_code=status.HTTP_202_ACCEPTED,
-        response_model=EventsAccepted,
-        dependencies=[Depends(requires("events"))],
+        dependencies=[API_KEY, Depends(requires("events"))],
+        responses=errors.responses(
+            401,
+            403,
+            413,
+            422,
+            429,
+            503,
+            r422={"model": Problem | EventsAccepted, "description": "every event rejected, or a bad body"},
+            r503={
+                "model": Problem | EventsAccepted,
+                "description": "no event could be delivered in time (none kept): retry after `Retry-After`",
+            },
+        ),
     )
-    async def post_events(request: Request) -> Any:
-        body = await _json_body(request)
+    async def post_events(body: Annotated[EventsBody, Body()], request: Request) -> Any:
+        """One event or up to 1,000; each is accepted, a duplicate, rejected (names the field) or
+        failed (not kept: send it again). Answers within CYKLO_EVENT_BUDGET seconds."""
+        # FastAPI hands over bytes when the Content-Type is not JSON: the body is JSON anyway.
+        body = await request.json()
         items = body if isinstance(body, list) else [body]
         if len(items) > MAX_BATCH:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 [{"field": "body", "message": f"{len(items)} events: at most {MAX_BATCH} a batch"}],
             )
-        results = await _route_all(request.app.state.router, items)
+        # A stalled Temporal holds each request for the whole budget: past this many, the
+        # shop is told at once to come back rather than queueing without end.
+        if request.app.state.event_requests >= settings.max_event_requests:
+            return errors.refusal(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"{settings.max_event_requests} event requests are in flight: retry after "
+                f"{errors.RETRY_AFTER_SECONDS} s",
+            )
+        request.app.state.event_requests += 1
+        try:
+            results = await _route_all(request.app.state.router, items, settings.event_budget_seconds)
+        finally:
+            request.app.state.event_requests -= 1
         summary = EventsAccepted(
             accepted=sum(result.status == "accepted" for result in results),
             duplicates=sum(result.status == "duplicate" for result in results),
@@ -142,14 +196,22 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         if summary.rejected == len(results):
             return JSONResponse(summary.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
         if summary.rejected + summary.failed == len(results):
-            return JSONResponse(summary.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+            return JSONResponse(
+                summary.model_dump(),
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(errors.RETRY_AFTER_SECONDS)},
+            )
         return summary
 
     @app.get(
-        "/v1/customers/{customer_id}", tags=["support"], dependencies=[Depends(requires("support:read"))]
+        "/v1/customers/{customer_id}",
+        tags=["support"],
+        dependencies=[API_KEY, Depends(requires("support:read"))],
+        responses=errors.responses(401, 403, 404, 422, 503),
     )
-    async def get_customer(customer_id: Identifier, request: Request) -> dict[str, Any]:
-        return await customer_record(request, customer_id)
+    async def get_customer(customer_id: CustomerIdPath, request: Request) -> CustomerRecord:
+        """Profile, consents, every journey's state, message history and recent events."""
+        return CustomerRecord.model_validate(await customer_record(request, customer_id))
 
     return app
 
@@ -163,59 +225,79 @@ async def customer_record(request: Request, customer_id: str) -> dict[str, Any]:
     record["journeys"] = {
         journey: view.model_dump(mode="json")
         for journey in _published_ids(settings)
-        if (view := await _journey_view(request.app.state.client, journey, customer_id)) is not None
+        if (
+            view := await _journey_view(
+                request.app.state.client, journey, customer_id, settings.temporal_rpc_timeout_seconds
+            )
+        )
+        is not None
     }
     return record
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > request.app.state.settings.max_request_bytes:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "request body too large")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, [{"field": "body", "message": f"not JSON: {error}"}]
-        ) from None
-
-
-def _field_errors(error: ValidationError) -> list[dict[str, str]]:
-    return [
-        {
-            "field": ".".join(str(part) for part in item["loc"]) or "body",
-            "message": item["msg"].removeprefix("Value error, "),
-        }
-        for item in error.errors()
-    ]
-
-
-async def _route_all(router: EventRouter, items: list[Any]) -> list[EventResult]:
+async def _route_all(router: EventRouter, items: list[Any], budget: float) -> list[EventResult]:
     gate = asyncio.Semaphore(ROUTING_CONCURRENCY)
     first_index: dict[str, int] = {}
+    # One deadline for the whole batch: a stalled Temporal must not cost budget × rounds.
+    deadline = asyncio.get_running_loop().time() + budget
 
     async def one(index: int, item: Any) -> EventResult:
         given_id = item.get("event_id") if isinstance(item, dict) else None
         if event_id_problem(given_id) is not None:
             given_id = None  # echoing a malformed id (a number, a lone surrogate) would break the answer
         try:
-            event = IncomingEvent.model_validate(item)
+            # As JSON and strict: a number is not taken for a date, as the OpenAPI declares.
+            event = IncomingEvent.model_validate_json(json.dumps(item), strict=True)
         except ValidationError as error:
-            errors = [FieldError(**problem) for problem in _field_errors(error)]
-            return EventResult(index=index, event_id=given_id, status="rejected", errors=errors)
+            return EventResult(
+                index=index, event_id=given_id, status="rejected", errors=errors.field_errors(error.errors())
+            )
         # Events of one batch are routed concurrently: a repeat inside the batch is
         # decided by position, not by whichever insert happens to win.
         if first_index.setdefault(event.event_id, index) != index:
             return EventResult(index=index, event_id=event.event_id, status="duplicate")
         async with gate:
+            remaining = deadline - asyncio.get_running_loop().time()
             try:
-                outcome = await router.route(event)
-            except Exception:  # Temporal unreachable or timing out: the event was not kept
+                if remaining <= 0:
+                    raise TimeoutError
+                outcome = await router.route(event, budget=remaining)
+            except Exception:  # Temporal unreachable or too slow: the event was not kept
                 problem = FieldError(field="event", message="could not reach the journeys: send it again")
                 return EventResult(index=index, event_id=event.event_id, status="failed", errors=[problem])
         return EventResult(index=index, event_id=event.event_id, status=outcome)
 
     return list(await asyncio.gather(*(one(index, item) for index, item in enumerate(items))))
+
+
+async def _probe(check: Awaitable[None], timeout: float) -> Literal["ok", "unreachable", "timeout"]:
+    try:
+        await asyncio.wait_for(check, timeout)
+    except TimeoutError:
+        return "timeout"
+    except RPCError as error:
+        # The SDK reports its own timeout as DEADLINE_EXCEEDED or, racing it, CANCELLED.
+        timed_out = error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+        return "timeout" if timed_out else "unreachable"
+    except Exception as error:
+        # The reason can name hosts and users of the database URL: the log gets its kind only.
+        log.warning("readiness check failed: %s", type(error).__name__)
+        return "unreachable"
+    return "ok"
+
+
+async def _temporal_answers(client: Client, timeout: float) -> None:
+    if not await client.service_client.check_health(timeout=timedelta(seconds=timeout)):
+        raise RuntimeError("Temporal is up but its workflow service is not serving")
+
+
+def _database_answers(settings: Settings) -> None:
+    with session_for(settings.database_url) as session:
+        session.exec(select(literal(1))).one()
+
+
+def _problems(error: ValidationError) -> list[dict[str, str]]:
+    return [problem.model_dump() for problem in errors.field_errors(error.errors())]
 
 
 def _upsert(settings: Settings, profile: CustomerProfile) -> None:
@@ -257,10 +339,14 @@ def _customer_record(settings: Settings, customer_id: str) -> dict[str, Any] | N
     }
 
 
-async def _journey_view(client: Client, journey_id: str, customer_id: str) -> JourneyView | None:
+async def _journey_view(
+    client: Client, journey_id: str, customer_id: str, rpc_timeout: float
+) -> JourneyView | None:
     handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
     try:
-        return await handle.query("state", result_type=JourneyView)
+        return await handle.query(
+            "state", result_type=JourneyView, rpc_timeout=timedelta(seconds=rpc_timeout)
+        )
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             return None

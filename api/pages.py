@@ -242,6 +242,7 @@ async def support_action(
                 action,
                 ActionRequest(stage=stage),
                 session.caller.label,
+                rpc_timeout=timedelta(seconds=request.app.state.settings.temporal_rpc_timeout_seconds),
             )
             notice = f"{action.replace('_', ' ')}: done"
         except HTTPException as refusal:

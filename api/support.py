@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -9,45 +10,92 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import errors
 from api.auth import requires
-from definition.identifiers import Identifier
+from api.bounded_json import BoundedJsonRoute
+from api.models import API_KEY, CustomerIdPath, JourneyIdPath, LimitQuery, StageQuery
+from settings import Settings
 from workflows.interface import JourneyView, SupportAction, workflow_id
 
 Action = Literal["pause", "resume", "skip_wait", "move_to", "exit"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
-router = APIRouter(tags=["support"])
+router = APIRouter(
+    tags=["support"],
+    route_class=BoundedJsonRoute,
+    dependencies=[API_KEY],
+    responses=errors.responses(401, 403, 404, 422, 503),
+)
 
 
 class ActionRequest(BaseModel):
     by: str | None = Field(default=None, max_length=100)
     """The support person; defaults to the API key's label."""
     reason: str = Field(default="", max_length=500)
-    stage: str | None = None
+    stage: str | None = Field(default=None, max_length=100)
 
 
-@router.post("/v1/customers/{customer_id}/journeys/{journey_id}/{action}")
+class CustomerInStage(BaseModel):
+    customer_id: str | None
+    stage: str | None
+    status: str | None
+
+
+class StageListing(BaseModel):
+    journey_id: str
+    stage: str | None
+    query: str
+    """The Temporal visibility query, to paste into the Web UI."""
+    customers: list[CustomerInStage]
+
+
+@router.post(
+    "/v1/customers/{customer_id}/journeys/{journey_id}/{action}",
+    responses=errors.responses(409, 413),
+)
 async def act(
-    customer_id: Identifier,
-    journey_id: str,
+    customer_id: CustomerIdPath,
+    journey_id: JourneyIdPath,
     action: Action,
     body: ActionRequest,
     request: Request,
     caller: str = Depends(requires("support:write")),
-) -> dict[str, Any]:
+) -> JourneyView:
     """Pause, resume, skip the current wait, move to a stage, or exit; a refusal says why (409)."""
-    return await run_action(request.app.state.client, customer_id, journey_id, action, body, caller)
+    settings: Settings = request.app.state.settings
+    view = await run_action(
+        request.app.state.client,
+        customer_id,
+        journey_id,
+        action,
+        body,
+        caller,
+        rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+    )
+    return JourneyView.model_validate(view)
 
 
 async def run_action(
-    client: Client, customer_id: str, journey_id: str, action: str, body: ActionRequest, caller: str
+    client: Client,
+    customer_id: str,
+    journey_id: str,
+    action: str,
+    body: ActionRequest,
+    caller: str,
+    *,
+    rpc_timeout: timedelta | None = None,
 ) -> dict[str, Any]:
     if action not in ACTIONS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}: use {', '.join(ACTIONS)}")
     handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
     support_action = SupportAction(by=body.by or caller, reason=body.reason, stage=body.stage)
     try:
-        view = await handle.execute_update(action, support_action, result_type=JourneyView)
+        view = await handle.execute_update(
+            action,
+            support_action,
+            result_type=JourneyView,
+            rpc_timeout=rpc_timeout,
+        )
     except WorkflowUpdateFailedError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, f"{action} refused: {error.cause or error}") from None
     except RPCError as error:
@@ -68,25 +116,27 @@ async def run_action(
 
 @router.get("/v1/journeys/{journey_id}/customers", dependencies=[Depends(requires("support:read"))])
 async def customers_by_stage(
-    journey_id: str, request: Request, stage: str | None = None, limit: int = 100
-) -> dict[str, Any]:
+    journey_id: JourneyIdPath, request: Request, stage: StageQuery = None, limit: LimitQuery = 100
+) -> StageListing:
     """Customers of a journey, optionally in one stage (Temporal visibility on the search attributes)."""
+    settings: Settings = request.app.state.settings
     query = f"JourneyId = '{_quoted(journey_id)}'"
     if stage:
         query += f" AND JourneyStage = '{_quoted(stage)}'"
     found = []
-    async for execution in request.app.state.client.list_workflows(query, limit=min(limit, 1000)):
+    listing = request.app.state.client.list_workflows(
+        query, limit=limit, rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds)
+    )
+    async for execution in listing:
         attributes = execution.typed_search_attributes
         found.append(
-            {
-                "customer_id": next(
-                    (pair.value for pair in attributes if pair.key.name == "CustomerId"), None
-                ),
-                "stage": next((pair.value for pair in attributes if pair.key.name == "JourneyStage"), None),
-                "status": execution.status.name if execution.status else None,
-            }
+            CustomerInStage(
+                customer_id=next((pair.value for pair in attributes if pair.key.name == "CustomerId"), None),
+                stage=next((pair.value for pair in attributes if pair.key.name == "JourneyStage"), None),
+                status=execution.status.name if execution.status else None,
+            )
         )
-    return {"journey_id": journey_id, "stage": stage, "query": query, "customers": found}
+    return StageListing(journey_id=journey_id, stage=stage, query=query, customers=found)
 
 
 def _quoted(value: str) -> str:

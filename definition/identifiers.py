@@ -16,7 +16,8 @@ from pydantic import AfterValidator
 
 MAX_ID_LENGTH = 128
 ID_CHARACTERS = "letters, digits and . _ : @ -"
-_ID = re.compile(r"[A-Za-z0-9_.:@-]+")
+ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
+_ID = re.compile(ID_PATTERN)
 EMAIL_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 """An email address anywhere in a text: local part, @, a domain with a dot."""
 

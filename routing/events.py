@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import phonenumbers
@@ -109,16 +109,28 @@ class EventRouter:
         self.settings = settings
         self.journeys = journeys
 
-    async def route(self, event: IncomingEvent, *, clock_offset: Any = None) -> Routing:
+    async def route(
+        self, event: IncomingEvent, *, clock_offset: Any = None, budget: float | None = None
+    ) -> Routing:
+        """Record and deliver within `budget` seconds (default CYKLO_EVENT_BUDGET), or raise.
+
+        A delivery cut short may still have reached a journey; the shop's retry is then a
+        repeat the workflow drops by event id, so forgetting the event loses nothing.
+        """
         if not await asyncio.to_thread(self._record, event):
             return "duplicate"
         try:
-            await self._deliver(event, clock_offset)
+            async with asyncio.timeout(self.settings.event_budget_seconds if budget is None else budget):
+                await self._deliver(event, clock_offset)
         except Exception:
             # Not delivered means not accepted: forget the event so the shop's retry routes it.
             await asyncio.to_thread(self._forget, event)
             raise
         return "accepted"
+
+    @property
+    def _rpc_timeout(self) -> timedelta:
+        return timedelta(seconds=self.settings.temporal_rpc_timeout_seconds)
 
     async def _deliver(self, event: IncomingEvent, clock_offset: Any) -> None:
         payload = JourneyEvent(
@@ -176,6 +188,7 @@ class EventRouter:
             start_signal="event",
             start_signal_args=[event],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            rpc_timeout=self._rpc_timeout,
             search_attributes=TypedSearchAttributes(
                 [SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(JOURNEY_ID, journey_id)]
             ),
@@ -186,7 +199,7 @@ class EventRouter:
             workflow_id(journey_id, customer_id)
         )
         try:
-            await handle.signal("event", event)
+            await handle.signal("event", event, rpc_timeout=self._rpc_timeout)
         except RPCError as error:
             # No journey running for this customer: the event matters to it only once entered.
             if error.status != RPCStatusCode.NOT_FOUND:

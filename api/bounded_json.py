@@ -1,0 +1,119 @@
+"""Request bodies read within bounds: a size cap while streaming, a nesting cap, strict JSON.
+
+Python's parser recurses: 5,000 nested `{` raise RecursionError, and a body only just under
+that depth still costs every later step (validation, the database, Temporal payloads) as
+much. NaN, Infinity and numbers past float range are not JSON and would be stored as
+non-standard JSON; a lone surrogate cannot be encoded again. All are refused at the door
+with a 422 that names where they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import HTTPException, Request, Response, status
+from fastapi.routing import APIRoute
+
+MAX_DEPTH = 32
+"""Objects and arrays inside each other; events and profiles use three or four."""
+
+
+class BadJson(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse(raw: bytes | str) -> Any:
+    """The JSON value of `raw`, or BadJson naming the place and the problem."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise BadJson("body", f"nested too deep: at most {MAX_DEPTH} levels of objects and arrays") from None
+    except BadJson:
+        raise
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadJson("body", f"not JSON: {error}") from None
+    _check_nesting_and_text(value)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadJson("body", f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise BadJson("body", f"number {text[:40]} is out of range")
+    return number
+
+
+def _check_nesting_and_text(root: Any) -> None:
+    # Iterative, so a body that json.loads could still take never recurses here.
+    pending: list[tuple[Any, str, int]] = [(root, "", 0)]
+    while pending:
+        value, path, depth = pending.pop()
+        if isinstance(value, str):
+            _check_text(value, path)
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth >= MAX_DEPTH:
+            raise BadJson(path or "body", f"nested too deep: at most {MAX_DEPTH} levels of objects and arrays")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str):
+                _check_text(key, where)
+            pending.append((item, where, depth + 1))
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadJson(where or "body", "contains a lone surrogate (\\ud800-\\udfff): not valid Unicode") from None
+
+
+class BoundedJsonRequest(Request):
+    """A request whose body is read at most CYKLO_MAX_REQUEST_BYTES and parsed with `parse`."""
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            limit: int = self.app.state.settings.max_request_bytes
+            chunks, size = [], 0
+            async for chunk in self.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(
+                        status.HTTP_413_CONTENT_TOO_LARGE, f"request body over {limit} bytes: send smaller batches"
+                    )
+                chunks.append(chunk)
+            self._body = b"".join(chunks)
+        return self._body
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = parse(await self.body())
+            except BadJson as error:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT, [{"field": error.field, "message": error.message}]
+                ) from None
+        return self._json
+
+
+class BoundedJsonRoute(APIRoute):
+    """FastAPI's route, reading bodies as BoundedJsonRequest (FastAPI's documented custom-request hook)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            return await handler(BoundedJsonRequest(request.scope, request.receive))
+
+        return bounded
