@@ -65,13 +65,13 @@ MODES = [
     StopMode("sigint", signal.SIGINT),
     StopMode("sigint-ignored-at-start", signal.SIGINT, sigint_ignored_at_start=True),
 ]
-EVENTS = ["idle", "after-events"]
 
 
 def _each_mode(test: Callable[..., object]) -> Callable[..., object]:
+    """Every stop mode, REPEATS times. Each test runs two processes side by side, one idle and
+    one that has handled events: the pair costs the time of one start."""
     marks = [
         pytest.mark.parametrize("run", range(REPEATS), ids=lambda run: f"run{run + 1}"),
-        pytest.mark.parametrize("events", EVENTS),
         pytest.mark.parametrize("mode", MODES, ids=lambda mode: mode.name),
     ]
     for mark in marks:
@@ -228,11 +228,9 @@ class DevStack(Command):
         arguments = ["dev", "--data", str(data), "--api-port", str(api), "--temporal-port", str(temporal)]
         environment = {name: value for name, value in os.environ.items() if name != "CYKLO_DATABASE_URL"}
         super().__init__([*arguments, "--emulator-port", str(emulator)], environment, mode)
-        self.wait_healthy(self.api_url)
-        self.key = (data / "dev-api-key").read_text().strip()
 
     def sign_up(self, customer_id: str) -> None:
-        _sign_up(self.api_url, self.key, customer_id)
+        _sign_up(self.api_url, (self.data / "dev-api-key").read_text().strip(), customer_id)
 
     def outbox(self) -> list[dict[str, object]]:
         answer = httpx.get(self.emulator_url + "/_emulator/messages", params={"channel": "email"}, timeout=5)
@@ -246,13 +244,22 @@ class DevStack(Command):
             return list(database.execute("SELECT template, status FROM messages ORDER BY id"))
 
 
+DevStacks = Callable[..., list[DevStack]]
+
+
 @pytest.fixture
-def dev_stacks(tmp_path: Path) -> Iterator[Callable[[StopMode], DevStack]]:
+def dev_stacks(tmp_path: Path) -> Iterator[DevStacks]:
+    """`cyklo dev` once per mode given, each with its own folder and ports, all started at once."""
     started: list[DevStack] = []
 
-    def start(mode: StopMode) -> DevStack:
-        started.append(DevStack(tmp_path / f"data-{len(started)}", mode))
-        return started[-1]
+    def start(*modes: StopMode) -> list[DevStack]:
+        stacks = [
+            DevStack(tmp_path / f"data-{len(started) + number}", mode) for number, mode in enumerate(modes)
+        ]
+        started.extend(stacks)
+        for stack in stacks:
+            stack.wait_healthy(stack.api_url)
+        return stacks
 
     yield start
     for stack in started:
@@ -261,23 +268,21 @@ def dev_stacks(tmp_path: Path) -> Iterator[Callable[[StopMode], DevStack]]:
 
 @_each_mode
 def test_cyklo_dev_stops_within_10_seconds_leaving_no_process(
-    dev_stacks: Callable[[StopMode], DevStack], mode: StopMode, events: str, run: int
+    dev_stacks: DevStacks, mode: StopMode, run: int
 ) -> None:
-    stack = dev_stacks(mode)
-    if events == "after-events":
-        stack.sign_up("c-dev")
-        _wait_until(lambda: len(stack.outbox()) == 1, "the welcome reaches the emulator's outbox", 60)
+    idle, busy = dev_stacks(mode, mode)
+    busy.sign_up("c-dev")
+    _wait_until(lambda: len(busy.outbox()) == 1, "the welcome reaches the emulator's outbox", 60)
 
-    output = stack.stop()
+    for stack in (idle, busy):
+        output = stack.stop()
 
-    assert "cyklo stopped" in output
-    assert not _listening(stack.api_url)
+        assert "cyklo stopped" in output
+        assert not _listening(stack.api_url)
 
 
-def test_cyklo_dev_lets_the_send_in_flight_complete_before_it_stops(
-    dev_stacks: Callable[[StopMode], DevStack],
-) -> None:
-    stack = dev_stacks(MODES[0])
+def test_cyklo_dev_lets_the_send_in_flight_complete_before_it_stops(dev_stacks: DevStacks) -> None:
+    [stack] = dev_stacks(MODES[0])
     stack.emulator("hold", channel="email")
     stack.sign_up("c-in-flight")
     _wait_until(lambda: len(stack.outbox()) == 1, "the provider has the welcome, its answer held", 60)
@@ -291,8 +296,8 @@ def test_cyklo_dev_lets_the_send_in_flight_complete_before_it_stops(
     assert stack.ledger() == [("welcome", "sent")]
 
 
-def test_a_second_signal_stops_cyklo_dev_at_once(dev_stacks: Callable[[StopMode], DevStack]) -> None:
-    stack = dev_stacks(MODES[0])
+def test_a_second_signal_stops_cyklo_dev_at_once(dev_stacks: DevStacks) -> None:
+    [stack] = dev_stacks(MODES[0])
     stack.emulator("hold", channel="email")
     stack.sign_up("c-impatient")
     _wait_until(lambda: len(stack.outbox()) == 1, "the provider has the welcome, its answer held", 60)
@@ -308,10 +313,8 @@ def test_a_second_signal_stops_cyklo_dev_at_once(dev_stacks: Callable[[StopMode]
     assert stack.ledger() == [("welcome", "sending")], "cut mid-send: left for the ledger's at-most-once rule"
 
 
-def test_the_temporal_dev_server_does_not_outlive_a_killed_cyklo_dev(
-    dev_stacks: Callable[[StopMode], DevStack],
-) -> None:
-    stack = dev_stacks(MODES[0])
+def test_the_temporal_dev_server_does_not_outlive_a_killed_cyklo_dev(dev_stacks: DevStacks) -> None:
+    [stack] = dev_stacks(MODES[0])
     root = psutil.Process(stack.process.pid)
     tree = [root, *root.children(recursive=True)]
     assert any(process.name() == "temporal" for process in tree)
@@ -424,25 +427,27 @@ def _ledger(settings: Settings) -> list[tuple[str, str]]:
 
 @_each_mode
 async def test_cyklo_worker_stops_within_10_seconds_leaving_no_process(
-    backing: Backing, mode: StopMode, events: str, run: int
+    backing: Backing, mode: StopMode, run: int
 ) -> None:
-    settings = backing.settings()
-    worker = Command(["worker"], _environment(settings), mode)
+    idle_settings, busy_settings = backing.settings(), backing.settings()
+    idle, busy = (
+        Command(["worker"], _environment(settings), mode) for settings in (idle_settings, busy_settings)
+    )
     try:
-        await _until_polled(backing, settings.task_queue)
-        if events == "after-events":
-            customer_id = f"c-worker-{uuid.uuid4().hex[:6]}"
-            await _route_sign_up(backing, settings, customer_id)
-            _wait_until(
-                lambda: _ledger(settings) == [("welcome", "sent")], "the worker sends the welcome", 60
-            )
-            assert _welcomes(backing, customer_id) == 1
+        await _until_polled(backing, idle_settings.task_queue)
+        await _until_polled(backing, busy_settings.task_queue)
+        customer_id = f"c-worker-{uuid.uuid4().hex[:6]}"
+        await _route_sign_up(backing, busy_settings, customer_id)
+        _wait_until(
+            lambda: _ledger(busy_settings) == [("welcome", "sent")], "the worker sends the welcome", 60
+        )
+        assert _welcomes(backing, customer_id) == 1
 
-        output = worker.stop()
+        for worker in (idle, busy):
+            assert "cyklo worker: stopped" in worker.stop()
     finally:
-        worker.kill()
-
-    assert "cyklo worker: stopped" in output
+        idle.kill()
+        busy.kill()
 
 
 async def test_a_send_the_provider_never_answers_is_cut_at_the_stop_budget(backing: Backing) -> None:
@@ -469,19 +474,21 @@ async def test_a_send_the_provider_never_answers_is_cut_at_the_stop_budget(backi
 
 @_each_mode
 async def test_cyklo_api_stops_within_10_seconds_leaving_no_process(
-    backing: Backing, mode: StopMode, events: str, run: int
+    backing: Backing, mode: StopMode, run: int
 ) -> None:
-    settings = backing.settings()
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}"
-    api = Command(["api", "--port", str(port)], _environment(settings), mode)
+    idle_url, busy_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    idle, busy = (
+        Command(["api", "--port", url.rsplit(":", 1)[1]], _environment(backing.settings()), mode)
+        for url in (idle_url, busy_url)
+    )
     try:
-        api.wait_healthy(api_url)
-        if events == "after-events":
-            _sign_up(api_url, KEY, f"c-api-{uuid.uuid4().hex[:6]}")
+        idle.wait_healthy(idle_url)
+        busy.wait_healthy(busy_url)
+        _sign_up(busy_url, KEY, f"c-api-{uuid.uuid4().hex[:6]}")
 
-        api.stop()
+        for api, url in ((idle, idle_url), (busy, busy_url)):
+            api.stop()
+            assert not _listening(url)
     finally:
-        api.kill()
-
-    assert not _listening(api_url)
+        idle.kill()
+        busy.kill()
