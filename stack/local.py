@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -152,7 +153,7 @@ def die_with_parent() -> Callable[[], None] | None:
     return in_child
 
 
-async def end_child(process: subprocess.Popen[bytes]) -> None:
+async def end_child(process: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL after a grace period; never blocking the event loop, so a
     second Ctrl-C is still heard."""
     if process.poll() is None:

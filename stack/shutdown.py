@@ -97,24 +97,30 @@ class Stop:
         watchdog.daemon = True
         watchdog.start()
         if self._loop is not None and self._asked_on_loop is not None:
-            self._loop.call_soon_threadsafe(self._asked_on_loop.set)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the stop is done
+                self._loop.call_soon_threadsafe(self._asked_on_loop.set)
 
     @staticmethod
     def _force(why: str, code: int) -> None:
         # Child servers die with us: the Temporal dev server through its parent-death signal.
         _say(f"cyklo: {why}")
-        with contextlib.suppress(Exception):  # a stream busy in the interrupted main thread
-            sys.stdout.flush()
+        # From the watchdog's thread a flush could wait for ever on a main thread stuck
+        # mid-write; in the signal handler a flush interrupting one raises instead.
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
         os._exit(code)
 
 
-def run_until_stopped(main: Callable[[Stop], Coroutine[Any, Any, None]]) -> None:
+def run_until_stopped(
+    main: Callable[[Stop], Coroutine[Any, Any, None]], budget_seconds: float = STOP_BUDGET_SECONDS
+) -> None:
     """Run `main` (which awaits `stop.wait()` and then stops its parts in order) and exit.
 
     After an orderly stop the process ends with os._exit(0), its streams flushed: nothing is
     left to run, and a normal interpreter exit could still block on a thread that no one
     waits for or crash in the Temporal SDK's teardown (temporalio/sdk-python#300)."""
-    stop = Stop()
+    stop = Stop(budget_seconds)
     stop.install()
     asyncio.run(main(stop))
     logging.shutdown()

@@ -41,7 +41,8 @@ from emulator.server import ProviderEmulator
 from publishing import publish_journeys
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings, as_environment
-from stack.local import free_port
+from stack.local import end_child, free_port
+from stack.shutdown import CHILD_GRACE_SECONDS
 from storage import customers, journey_versions
 from storage.database import migrate, session_for
 from storage.models import Message
@@ -492,3 +493,126 @@ async def test_cyklo_api_stops_within_10_seconds_leaving_no_process(
     finally:
         idle.kill()
         busy.kill()
+
+
+# --- the stop itself, in small processes without servers ------------------------------------
+
+
+def _python(code: str, mode: StopMode = MODES[0]) -> subprocess.Popen[str]:
+    """A small Python program of the repository, started as a command is: SIGINT ignored if asked."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_ignore_sigint if mode.sigint_ignored_at_start else None,
+    )
+
+
+def _ready(process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready", process.communicate()[0]
+
+
+STOPPING = """
+import asyncio, sys, threading, time
+from stack.shutdown import run_until_stopped
+
+async def main(stop):
+    {before}
+    print("ready", flush=True)
+    await stop.wait()
+    {teardown}
+    print("stopped in order", flush=True)
+
+run_until_stopped(main, budget_seconds=2)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda mode: mode.name)
+def test_a_thread_nobody_waits_for_does_not_hold_up_the_exit(mode: StopMode) -> None:
+    """The second way `cyklo dev` hung: the interpreter's exit waiting on a non-daemon thread."""
+    process = _python(
+        STOPPING.format(before="threading.Thread(target=time.sleep, args=(60,)).start()", teardown="pass"),
+        mode,
+    )
+    _ready(process)
+    started = time.monotonic()
+    process.send_signal(mode.signal)
+    output, _ = process.communicate(timeout=10)
+
+    assert process.returncode == 0, output
+    assert "stopped in order" in output
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_signal_while_starting_is_kept_for_when_it_serves() -> None:
+    process = _python(STOPPING.format(before="print('ready', flush=True); time.sleep(1)", teardown="pass"))
+    _ready(process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=10)
+
+    assert process.returncode == 0, output
+    assert "stopped in order" in output
+
+
+def test_a_stop_that_overruns_its_budget_ends_the_process_with_1() -> None:
+    process = _python(STOPPING.format(before="pass", teardown="time.sleep(60)"))
+    _ready(process)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=10)
+
+    assert process.returncode == 1, output
+    assert "the stop took over 2 s: stopping at once" in output
+    assert 2 <= time.monotonic() - started < 3.5
+
+
+def test_a_second_signal_ends_the_process_at_once() -> None:
+    process = _python(STOPPING.format(before="pass", teardown="time.sleep(60)"))
+    _ready(process)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=10)
+
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "SIGTERM again: stopping at once" in output
+    assert time.monotonic() - started < 1
+
+
+def test_a_child_started_to_die_with_its_parent_dies_when_the_parent_is_killed() -> None:
+    parent = _python(
+        "import subprocess; from stack.local import die_with_parent; "
+        "child = subprocess.Popen(['sleep', '60'], start_new_session=True, preexec_fn=die_with_parent()); "
+        "print('ready', flush=True); child.wait()"
+    )
+    _ready(parent)
+    [child] = psutil.Process(parent.pid).children()
+
+    parent.kill()
+    parent.wait()
+
+    assert _survivors([child]) == []
+
+
+async def test_a_child_that_ignores_sigterm_is_killed_after_its_grace() -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+
+    await end_child(child)
+
+    assert child.returncode == -signal.SIGKILL
+    assert CHILD_GRACE_SECONDS <= time.monotonic() - started < CHILD_GRACE_SECONDS + 1
