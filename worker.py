@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import importlib.util
 import py_compile
-import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -17,6 +16,7 @@ from temporalio.worker import Worker
 from activities.prepare import JourneyPreparation
 from activities.send import MessageSender
 from settings import Settings, get_settings
+from stack.shutdown import SEND_GRACE_SECONDS, Stop, run_until_stopped
 from workflows import journey as journey_module
 from workflows.journey import JourneyWorkflow, workflow_runner
 
@@ -36,8 +36,9 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_cached_workflows=settings.workflow_cache_size,
-        # A deploy must not cut a send off between the provider call and the ledger update.
-        graceful_shutdown_timeout=timedelta(seconds=30),
+        # A deploy must not cut a send off between the provider call and the ledger update,
+        # and the whole stop must still fit in its budget (stack/shutdown.py).
+        graceful_shutdown_timeout=timedelta(seconds=SEND_GRACE_SECONDS),
     )
 
 
@@ -56,7 +57,7 @@ def compile_workflow_modules() -> None:
             pass  # a read-only tree: the workflow runs the same, only its start costs more
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker(settings: Settings, stop: Stop) -> None:
     from connection import connect
     from publishing import publish_journeys
     from storage.database import migrate
@@ -70,30 +71,30 @@ async def run_worker(settings: Settings) -> None:
         flush=True,
     )
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        await serve_until_stopped(build_worker(client, settings, executor))
+        await serve_until_stopped(build_worker(client, settings, executor), stop=stop)
     print("cyklo worker: stopped", flush=True)
 
 
-async def serve_until_stopped(*workers: Worker, on_ready: Callable[[], None] = lambda: None) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully.
+async def serve_until_stopped(
+    *workers: Worker, stop: Stop, on_ready: Callable[[], None] = lambda: None
+) -> None:
+    """Run until a stop is asked (SIGTERM, SIGINT), then stop gracefully.
 
     A deploy sends SIGTERM: sends in flight finish (graceful_shutdown_timeout) instead of
     being cut between the provider call and the ledger, and the server hears of the stop,
     so this worker's cached customers move to another worker at once. Killed outright, the
     process left them on its sticky queue until the server's timeout, seconds per customer."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(stop_signal, stop.set)
     async with contextlib.AsyncExitStack() as running:
         for worker in workers:
             await running.enter_async_context(worker)
         on_ready()
         await stop.wait()
+        # Side by side: one after the other, each worker's grace would add to the stop.
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
 
 
 if __name__ == "__main__":
     from cli.errors import exit_on_error
 
     with exit_on_error():
-        asyncio.run(run_worker(get_settings()))
+        run_until_stopped(lambda stop: run_worker(get_settings(), stop))

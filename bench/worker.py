@@ -6,7 +6,6 @@ measured as separate processes while the baseline runs with what cyklo runs with
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.worker import Worker
@@ -14,13 +13,14 @@ from temporalio.worker import Worker
 from bench.baseline import BASELINE_QUEUE, BaselineWorkflow, noop
 from connection import connect
 from settings import get_settings
+from stack.shutdown import Stop, run_until_stopped
 from worker import ACTIVITY_THREADS, build_worker, serve_until_stopped
 from workflows.journey import workflow_runner
 
 READY = "bench worker ready"
 
 
-async def main() -> None:
+async def main(stop: Stop) -> None:
     settings = get_settings()
     client = await connect(settings)
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
@@ -36,8 +36,8 @@ async def main() -> None:
             max_cached_workflows=settings.workflow_cache_size,
         )
         # Stopped by SIGTERM, gracefully, as a deploy stops cyklo's worker.
-        await serve_until_stopped(cyklo, baseline, on_ready=lambda: print(READY, flush=True))
+        await serve_until_stopped(cyklo, baseline, stop=stop, on_ready=lambda: print(READY, flush=True))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_until_stopped(main)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +19,7 @@ def dev(
     """Temporal dev server, worker, API and provider emulator on 127.0.0.1; Ctrl-C stops them all."""
     from settings import get_settings
     from stack.local import Ports, run
+    from stack.shutdown import Stop, run_until_stopped
 
     base = get_settings()
     # The database goes into the data folder too, unless the environment names one.
@@ -29,14 +28,10 @@ def dev(
     ports = Ports(
         temporal=temporal_port, temporal_ui=temporal_port + 1000, api=api_port, emulator=emulator_port
     )
-    # A supervisor's SIGTERM stops the stack as cleanly as Ctrl-C: the dev server is a
-    # process of its own and must not outlive us.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        asyncio.run(run(data.resolve(), settings, ports, demo))
-    except KeyboardInterrupt:
+
+    # A supervisor's SIGTERM stops the stack as cleanly as Ctrl-C does.
+    async def until_stopped(stop: Stop) -> None:
+        await run(data.resolve(), settings, ports, demo, stop)
         typer.echo("cyklo stopped; start it again to resume every journey where it was")
 
-
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
+    run_until_stopped(until_stopped)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 
 def worker() -> None:
-    """Run a worker against TEMPORAL_ADDRESS (publishes the journeys folder first)."""
+    """Run a worker against TEMPORAL_ADDRESS (publishes the journeys folder first). SIGTERM or
+    Ctrl-C stops it: sends in flight finish first."""
     from settings import get_settings
+    from stack.shutdown import run_until_stopped
     from worker import run_worker
 
-    asyncio.run(run_worker(get_settings()))
+    run_until_stopped(lambda stop: run_worker(get_settings(), stop))

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import os
 import secrets
+import signal
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from api.app import create_app
 from connection import SEARCH_ATTRIBUTE_NAMES, connect, installed_binary
@@ -29,7 +35,10 @@ from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
 from payload_encryption import new_payload_key
 from settings import Settings
+from stack.shutdown import CHILD_GRACE_SECONDS, HttpServer, Stop, http_server
 from worker import ACTIVITY_THREADS, build_worker
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -131,16 +140,49 @@ async def temporal_dev_server(folder: Path, ports: Ports) -> AsyncIterator[str]:
     for name in SEARCH_ATTRIBUTE_NAMES:
         arguments += ["--search-attribute", f"{name}=Keyword"]
     log = (folder / "temporal.log").open("ab")
-    process = subprocess.Popen(arguments, stdout=log, stderr=log, start_new_session=True)  # noqa: S603
+    # Its own session, so a Ctrl-C at the terminal does not stop Temporal under the worker's
+    # feet before the sends in flight are reported; the parent-death signal, so it never
+    # outlives us, even when we are killed with SIGKILL.
+    process = subprocess.Popen(  # noqa: S603
+        arguments, stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent()
+    )
     try:
         yield f"127.0.0.1:{ports.temporal}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        await end_child(process)
         log.close()
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has Linux send SIGKILL to the child when this process dies.
+
+    Linux ties the signal to the thread that started the child: start it from the thread
+    that lives as long as the process (the main thread, which runs the event loop). Other
+    systems have no such signal; there the orderly stop is what ends the child."""
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return in_child
+
+
+async def end_child(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after a grace period; never blocking the event loop, so a
+    second Ctrl-C is still heard."""
+    if process.poll() is None:
+        process.terminate()
+    deadline = time.monotonic() + CHILD_GRACE_SECONDS
+    while process.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 async def connect_when_ready(settings: Settings, attempts: int = 120) -> Client:
@@ -153,8 +195,15 @@ async def connect_when_ready(settings: Settings, attempts: int = 120) -> Client:
 
 
 async def run(
-    folder: Path, base: Settings, ports: Ports, demo: bool, announce: Callable[[str], None] = print
+    folder: Path,
+    base: Settings,
+    ports: Ports,
+    demo: bool,
+    stop: Stop,
+    announce: Callable[[str], None] = print,
 ) -> None:
+    """Start everything, serve until `stop` is asked, then stop in order: the API and the
+    worker side by side (sends in flight finish), then the emulator, then Temporal."""
     folder.mkdir(parents=True, exist_ok=True)
     check_ports_free(ports)
     api_key = dev_api_key(folder)
@@ -180,15 +229,12 @@ async def run(
     emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))
     async with temporal_dev_server(folder, ports):
         client = await connect_when_ready(settings)
-        app = create_app(settings, client=client)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=ports.api, log_level="warning"))
-        with emulator, ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        server = http_server(create_app(settings, client=client), "127.0.0.1", ports.api, log_level="warning")
+        async with contextlib.AsyncExitStack() as running:
+            running.enter_context(emulator)
+            executor = running.enter_context(ThreadPoolExecutor(max_workers=ACTIVITY_THREADS))
             worker = build_worker(client, settings, executor)
-            tasks = [asyncio.create_task(worker.run()), asyncio.create_task(server.serve())]
-            while not server.started:
-                await asyncio.sleep(0.1)
-                if any(task.done() for task in tasks):
-                    break
+            serving = await running.enter_async_context(api_beside_worker(server, worker))
             announce(
                 "\n".join(
                     [
@@ -204,11 +250,21 @@ async def run(
             )
             if demo:
                 await asyncio.to_thread(enrol_demo_customers, api_url, api_key)
-            try:
-                await asyncio.gather(*tasks)
-            finally:
-                server.should_exit = True
-                await worker.shutdown()
+            await stop.wait(serving)
+
+
+@contextlib.asynccontextmanager
+async def api_beside_worker(server: HttpServer, worker: Worker) -> AsyncIterator[asyncio.Future[None]]:
+    """The worker polling and the API listening (its serving task is what is yielded); on
+    the way out both stop side by side, the worker's sends in flight finishing first."""
+    async with worker:
+        serving = asyncio.ensure_future(server.serve())
+        try:
+            await server.until_started(serving)
+            yield serving
+        finally:
+            server.should_exit = True
+            await asyncio.gather(worker.shutdown(), serving)
 
 
 def enrol_demo_customers(api_url: str, api_key: str) -> None:
