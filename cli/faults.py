@@ -43,13 +43,20 @@ def faults(
     ] = "postgresql://postgres@127.0.0.1:5432/test",
     output: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path("faults-results.json"),
     keep: Annotated[
-        bool, typer.Option(help="Keep the temporary folder (logs, Temporal's database).")
+        bool,
+        typer.Option(
+            help="Keep the temporary folder (logs, Temporal's database) and the PostgreSQL database."
+        ),
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Fail on sends of unknown outcome too (what at-most-once allows).")
     ] = False,
     as_markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
 ) -> None:
     """Kill the worker, restart Temporal, cut the database off and make the providers fail
     under a load of sign-ups and purchases; then check every customer's ledger against the
-    simulation. Exits 1 if anything was lost, duplicated, wrongly recorded or wedged."""
+    simulation. Exits 1 if anything was lost, duplicated, wrongly recorded or wedged (with
+    --strict also if a send's outcome was unknown)."""
     from rich.console import Console
 
     try:
@@ -76,6 +83,7 @@ def faults(
         postgres_url=postgres_url,
         output=output,
         keep=keep,
+        strict=strict,
     )
     console = Console(stderr=True)
     results = asyncio.run(run_faults(options, console.print))

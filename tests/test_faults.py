@@ -131,7 +131,9 @@ def test_audit_finds_nothing_when_ledger_provider_and_prediction_agree() -> None
 def test_audit_counts_a_message_due_that_never_arrived_as_lost() -> None:
     counts = audited(expect((WELCOME, "sent")), [row(1, WELCOME, "failed", "provider unavailable: 503")], [])
     assert (counts.lost, counts.wrongly_recorded) == (1, 0)
-    assert counts.problems == ["c-1: lifecycle/email/welcome due, not delivered"]
+    assert counts.problems == [
+        "c-1: lifecycle/email/welcome due, not delivered; ledger: failed (provider unavailable: 503)"
+    ]
 
 
 def test_audit_counts_a_second_delivery_of_one_row_as_a_duplicate() -> None:
@@ -153,6 +155,13 @@ def test_audit_keeps_an_unknown_outcome_apart_from_the_failures() -> None:
     unknown = "outcome unknown: SendGrid did not answer: TimeoutError; not resent, to avoid a duplicate"
     counts = audited(expect((WELCOME, "sent")), [row(1, WELCOME, "failed", unknown)], [email(1)])
     assert (counts.outcome_unknown, counts.failures()) == (1, 0)
+
+
+def test_audit_counts_an_unknown_outcome_never_delivered_apart_from_the_lost() -> None:
+    unknown = "outcome unknown: an earlier attempt stopped during the provider call; not resent"
+    counts = audited(expect((WELCOME, "sent")), [row(1, WELCOME, "failed", unknown)], [])
+    assert (counts.unknown_not_delivered, counts.lost, counts.failures()) == (1, 0, 0)
+    assert counts.failures(strict=True) == 1
 
 
 def test_audit_puts_an_sms_whose_answer_was_lost_against_the_row_without_a_sid() -> None:

@@ -35,6 +35,7 @@ class DatabaseGate:
 
     def __exit__(self, *_: object) -> None:
         self._call(self._close())
+        self._call(self._finish_pipes())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
@@ -62,6 +63,12 @@ class DatabaseGate:
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
         self._writers.clear()
+
+    async def _finish_pipes(self) -> None:
+        pipes = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

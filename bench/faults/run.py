@@ -73,6 +73,8 @@ class Options:
     """A database to connect to for creating (and dropping) the run's own database."""
     output: Path = Path("faults-results.json")
     keep: bool = False
+    strict: bool = False
+    """Sends of unknown outcome fail the run too."""
 
 
 @dataclass
@@ -93,7 +95,7 @@ class Load:
 
 class FaultRun:
     def __init__(self, options: Options, stack: Stack, servers: contextlib.AsyncExitStack, gate: DatabaseGate,
-                 direct_url: str, rng: random.Random, say: Callable[[str], None]) -> None:  # fmt: skip
+                 direct_url: str, rng: random.Random, say: Callable[[str], None], began: float) -> None:  # fmt: skip
         self.options = options
         self.stack = stack
         self.servers = servers
@@ -102,7 +104,8 @@ class FaultRun:
         """The database without the gate: the driver's own reads must not depend on it."""
         self.rng = rng
         self.say = say
-        self.began = time.monotonic()
+        self.began = began
+        """Moments are printed from the run's start, the prediction included."""
         self.injected: list[dict[str, Any]] = []
         self.load = Load()
 
@@ -361,7 +364,10 @@ async def run_faults(options: Options, say: Callable[[str], None]) -> dict[str, 
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "folder": str(folder),
     }
-    with _database(options.postgres_url) as direct_url, DatabaseGate("127.0.0.1", _port(direct_url)) as gate:
+    with (
+        _database(options.postgres_url, options.keep) as direct_url,
+        DatabaseGate("127.0.0.1", _port(direct_url)) as gate,
+    ):
         gated_url = direct_url.replace(f":{_port(direct_url)}/", f":{gate.port}/")
         async with contextlib.AsyncExitStack() as servers:
             async with running_stack(
@@ -370,7 +376,7 @@ async def run_faults(options: Options, say: Callable[[str], None]) -> dict[str, 
                 with session_for(direct_url) as session:
                     for customer in customers:
                         profiles.upsert(session, profile(customer.id, customer.number, zone))
-                run = FaultRun(options, stack, servers, gate, direct_url, rng, say)
+                run = FaultRun(options, stack, servers, gate, direct_url, rng, say, began)
                 events = sum(len(c.pattern.events) for c in customers)
                 async with ShopClient(stack.api_url, stack.api_key) as shop:
                     faults = asyncio.create_task(run.inject(events / options.rate))
@@ -380,7 +386,9 @@ async def run_faults(options: Options, say: Callable[[str], None]) -> dict[str, 
                     await stack.quiet(still_for=3.0)
                 counts = await run.audit(customers, expected)
         engine_for(normalise_url(gated_url)).dispose()
-    if not options.keep:
+    if options.keep:
+        results["database"] = direct_url
+    else:
         shutil.rmtree(folder, ignore_errors=True)
         results["folder"] = None
     by_pattern = Counter(c.pattern.name for c in customers)
@@ -407,7 +415,7 @@ async def run_faults(options: Options, say: Callable[[str], None]) -> dict[str, 
                 "answers": dict(run.load.answers),
             },
             "counts": counts.as_json(),
-            "failures": counts.failures() + run.load.never_accepted,
+            "failures": counts.failures(options.strict) + run.load.never_accepted,
             "seconds": round(time.monotonic() - began, 1),
         }
     )
@@ -415,8 +423,8 @@ async def run_faults(options: Options, say: Callable[[str], None]) -> dict[str, 
 
 
 @contextlib.contextmanager
-def _database(admin_url: str) -> Any:
-    """A database of the run's own on the PostgreSQL server, dropped afterwards."""
+def _database(admin_url: str, keep: bool) -> Any:
+    """A database of the run's own on the PostgreSQL server, dropped afterwards unless kept."""
     name = f"cyklo_faults_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(admin_url, autocommit=True)
@@ -429,8 +437,9 @@ def _database(admin_url: str) -> Any:
         yield url
     finally:
         engine_for(normalise_url(url)).dispose()
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not keep:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _port(url: str) -> int:
