@@ -33,9 +33,17 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     found.append(("events never answered 202", str(load["never_accepted"]), "0"))
     allowed = "0 (--strict)" if results["options"].get("strict") else "allowed (at most once)"
     found += [
-        ("sends of unknown outcome, recorded failed: delivered", str(counts["outcome_unknown"]), allowed),
-        ("  not delivered (the customer did not get it)", str(counts["unknown_not_delivered"]), allowed),
-        ("  repaired since by a delivery webhook", str(counts["repaired_by_webhook"]), ""),
+        ("sends of unknown outcome (recorded failed), delivered", str(counts["outcome_unknown"]), allowed),
+        (
+            "sends of unknown outcome (recorded failed), not delivered",
+            str(counts["unknown_not_delivered"]),
+            allowed,
+        ),
+        (
+            "sends of unknown outcome, since repaired by a delivery webhook",
+            str(counts["repaired_by_webhook"]),
+            "",
+        ),
     ]
     return found
 
