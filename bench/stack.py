@@ -26,7 +26,8 @@ from temporalio.client import Client
 
 from bench.worker import READY
 from definition.schedule import daytime_zone
-from emulator.server import ProviderEmulator
+from emulator.server import ProviderEmulator, Webhooks
+from emulator.signing import new_sendgrid_key, sendgrid_public_key
 from payload_encryption import new_payload_key
 from publishing import publish_journeys
 from settings import Settings, as_environment
@@ -141,14 +142,22 @@ def _cpu(process: psutil.Process) -> float:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    folder: Path, journeys: Path, workflow_cache_size: int, events_per_run: int
+    folder: Path,
+    journeys: Path,
+    workflow_cache_size: int,
+    events_per_run: int,
+    database_url: str | None = None,
+    webhooks: bool = False,
 ) -> AsyncIterator[Stack]:
+    """`database_url`: another database than the SQLite file (the fault suite's PostgreSQL);
+    `webhooks`: the emulator reports deliveries to the API, signed, as `cyklo dev` has it."""
     api_port = free_port()
     ports = Ports(temporal=free_port(), temporal_ui=free_port(), api=api_port, emulator=free_port())
     api_key = secrets.token_urlsafe(16)
+    signing_key = new_sendgrid_key()
     with ProviderEmulator() as emulator:
         settings = Settings(
-            database_url=f"sqlite:///{folder}/cyklo.db",
+            database_url=database_url or f"sqlite:///{folder}/cyklo.db",
             journeys_dir=journeys,
             temporal_address=f"127.0.0.1:{ports.temporal}",
             task_queue="cyklo-bench",
@@ -162,7 +171,11 @@ async def running_stack(
             api_keys=f"{api_key}=events,support:read",
             # Measured as production runs: with payload encryption.
             payload_keys=new_payload_key("bench"),
+            sendgrid_webhook_public_key=sendgrid_public_key(signing_key) if webhooks else "",
+            public_url=f"http://127.0.0.1:{api_port}",
         )
+        if webhooks:
+            emulator.send_webhooks_to(Webhooks(settings.public_url, signing_key, settings.twilio_auth_token))
         migrate(settings.database_url)
         publish_journeys(settings, [journeys])
         async with temporal_dev_server(folder, ports):
