@@ -10,6 +10,7 @@ with a 422 that names where they are.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -46,10 +47,9 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _finite_float(text: str) -> float:
-    number = float(text)
-    if number in (float("inf"), float("-inf")):
-        raise BadJson("body", f"number {text[:40]} is out of range")
-    return number
+    # An out-of-range number becomes infinity here and is refused by the walk below, which
+    # knows where it stands.
+    return float(text)
 
 
 def _check_nesting_and_text(root: Any) -> None:
@@ -60,15 +60,18 @@ def _check_nesting_and_text(root: Any) -> None:
         if isinstance(value, str):
             _check_text(value, path)
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadJson(path or "body", "number out of range: at most about 1.8e308")
         if not isinstance(value, (dict, list)):
             continue
         if depth >= MAX_DEPTH:
             raise BadJson(path or "body", f"nested too deep: at most {MAX_DEPTH} levels of objects and arrays")
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
-            where = f"{path}.{key}" if path else str(key)
             if isinstance(key, str):
-                _check_text(key, where)
+                # The parent is named, not the key: a bad key cannot be written into the answer.
+                _check_text(key, path)
+            where = f"{path}.{key}" if path else str(key)
             pending.append((item, where, depth + 1))
 
 

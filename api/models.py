@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, SkipValidation
 from pydantic.json_schema import SkipJsonSchema
 
 from api.errors import NO_CONTROL_CHARACTERS, FieldError
-from definition.identifiers import ID_CHARACTERS, ID_PATTERN, MAX_ID_LENGTH
+from definition.identifiers import ID_CHARACTERS, ID_PATTERN, ID_RULE, MAX_ID_LENGTH
 from routing.events import IncomingEvent
 from storage.customers import CustomerProfile
 from workflows.interface import JourneyView
@@ -31,9 +31,10 @@ CustomerIdPath = Annotated[
         pattern=ID_PATTERN,
         description=f"the shop's customer id: {ID_CHARACTERS}",
     ),
+    ID_RULE,
 ]
-"""The id rule of definition.identifiers as OpenAPI can say it; the email-address part of the
-rule only refuses creating such ids, a lookup of one simply finds nobody."""
+"""The one id rule of definition.identifiers: OpenAPI declares its characters and length; that an
+id is never an email address the validator adds."""
 JourneyIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
 StageQuery = Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
 LimitQuery = Annotated[int, Query(ge=1, le=1000, description="at most this many")]

@@ -19,8 +19,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import requires
+from api.models import CustomerIdPath
 from api.support import _quoted
-from definition.identifiers import Identifier
 from definition.model import Channel
 from settings import Settings
 from storage import consents, journey_versions
@@ -133,7 +133,7 @@ class ErasureReport(BaseModel):
     dependencies=[Depends(requires("support:read"))],
     responses={404: {"description": "no such customer"}},
 )
-async def export(customer_id: Identifier, request: Request, response: Response) -> CustomerExport:
+async def export(customer_id: CustomerIdPath, request: Request, response: Response) -> CustomerExport:
     """A copy of everything about the customer: profile, consents with their history,
     events with properties, messages, and the state of each journey."""
     settings: Settings = request.app.state.settings
@@ -156,7 +156,7 @@ async def export(customer_id: Identifier, request: Request, response: Response) 
     dependencies=[Depends(requires("support:write"))],
     responses={404: {"description": "no such customer"}},
 )
-async def erase(customer_id: Identifier, request: Request) -> ErasureReport:
+async def erase(customer_id: CustomerIdPath, request: Request) -> ErasureReport:
     """GDPR erasure: journeys ended and their histories deleted, profile, events and consent
     history deleted, ledger rows kept without personal data."""
     settings: Settings = request.app.state.settings

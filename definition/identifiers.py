@@ -58,6 +58,8 @@ def _checked(problem_of: Callable[[object], str | None]) -> AfterValidator:
     return AfterValidator(check)
 
 
-Identifier = Annotated[str, _checked(id_problem)]
+ID_RULE = _checked(id_problem)
+"""The rule as a pydantic validator, to add after declared constraints (an OpenAPI pattern)."""
+Identifier = Annotated[str, ID_RULE]
 """A customer id (profiles, events, URL paths) or an order / cart number."""
 EventId = Annotated[str, _checked(event_id_problem)]

@@ -94,9 +94,9 @@ def test_limit_is_declared_from_one_to_a_thousand(openapi: dict[str, Any]) -> No
         (b'{"p":' * 40 + b"1" + b"}" * 40, "p.p.p", "nested too deep"),
         (b'{"amount": NaN}', "body", "NaN is not a JSON number"),
         (b'{"amount": -Infinity}', "body", "-Infinity is not a JSON number"),
-        (b'{"amount": 1e400}', "body", "out of range"),
+        (b'{"amount": 1e400}', "amount", "out of range"),
         (b'{"properties": {"x": "\\udcff"}}', "properties.x", "lone surrogate"),
-        (b'{"\\ud800": 1}', "\ud800", "lone surrogate"),
+        (b'{"\\ud800": 1}', "body", "lone surrogate"),
         (b"{", "body", "not JSON"),
     ],
 )
@@ -106,7 +106,9 @@ def test_bad_json_is_refused_with_the_place_named(body: bytes, field: str, messa
         bounded_json.parse(body)
 
     assert message in refused.value.message
-    assert refused.value.field.startswith(field) or field == "\ud800"
+    assert refused.value.field.startswith(field)
+    # Named so that the answer itself is valid JSON: never a lone surrogate of the body's.
+    refused.value.field.encode("utf-8")
     assert time.monotonic() - started < 1
 
 

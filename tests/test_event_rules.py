@@ -52,7 +52,12 @@ def purchase(event_id: str, customer: str = "c-ala", **properties: Any) -> dict[
 
 
 def refused_fields(answer: httpx.Response) -> set[str]:
-    return {error["field"] for result in answer.json()["results"] for error in result["errors"]}
+    """The fields a refusal names: per event of a batch, or for the whole body when its JSON
+    itself is refused (a lone surrogate, a number out of range) before any event is read."""
+    body = answer.json()
+    if "results" not in body:
+        return {error["field"] for error in body["detail"]}
+    return {error["field"] for result in body["results"] for error in result["errors"]}
 
 
 def stored_event_ids(world: World) -> list[str]:
