@@ -160,6 +160,12 @@ def test_audit_keeps_an_unknown_outcome_apart_from_the_failures() -> None:
     assert (counts.outcome_unknown, counts.failures()) == (1, 0)
 
 
+def test_audit_counts_an_unknown_outcome_settled_by_delivery_evidence_as_repaired() -> None:
+    repaired = "repaired by webhook: sendgrid delivered: 250 OK (outcome unknown before)"
+    counts = audited(expect((WELCOME, "sent")), [row(1, WELCOME, "delivered", repaired)], [email(1)])
+    assert (counts.repaired_by_webhook, counts.outcome_unknown, counts.failures()) == (1, 0, 0)
+
+
 def test_audit_counts_an_unknown_outcome_never_delivered_apart_from_the_lost() -> None:
     unknown = "outcome unknown: an earlier attempt stopped during the provider call; not resent"
     counts = audited(expect((WELCOME, "sent")), [row(1, WELCOME, "failed", unknown)], [])

@@ -16,9 +16,7 @@ from typing import Any
 from activities.send import DELIVERED_STATUSES, FINAL_STATUSES
 from bench.faults.prediction import Expected, MessageKey
 from emulator.server import RecordedMessage
-
-OUTCOME_UNKNOWN = "outcome unknown"
-"""How the send activity's reason starts when it could not know whether the provider took it."""
+from storage.ledger import OUTCOME_UNKNOWN, REPAIRED
 
 
 @dataclass(frozen=True)
@@ -161,5 +159,6 @@ def _check_record(customer_id: str, row: Row, times: int, counts: Counts) -> Non
         else:
             counts.wrongly_recorded += 1
             counts.problems.append(f"{label} recorded failed ({row.reason}), yet delivered")
-    elif row.status in DELIVERED_STATUSES and unknown:
+    elif row.status in DELIVERED_STATUSES and (row.reason or "").startswith(REPAIRED):
+        # Delivery evidence (a webhook or `cyklo reconcile`) settled a send of unknown outcome.
         counts.repaired_by_webhook += 1
