@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import requires
 from api.models import CustomerIdPath
-from api.support import _quoted
+from api.support import visibility_literal
 from definition.model import Channel
 from settings import Settings
 from storage import consents, journey_versions
@@ -247,7 +247,7 @@ async def _runs_of(client: Client, customer_id: str, journey_ids: list[str]) -> 
     shows each journey's latest run and the continue-as-new chain before it."""
     runs: set[tuple[str, str]] = set()
     try:
-        async for execution in client.list_workflows(f"CustomerId = '{_quoted(customer_id)}'"):
+        async for execution in client.list_workflows(f"CustomerId = '{visibility_literal(customer_id)}'"):
             runs.add((execution.id, execution.run_id))
     except RPCError as error:
         if error.status not in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.INVALID_ARGUMENT):

@@ -120,9 +120,9 @@ async def customers_by_stage(
 ) -> StageListing:
     """Customers of a journey, optionally in one stage (Temporal visibility on the search attributes)."""
     settings: Settings = request.app.state.settings
-    query = f"JourneyId = '{_quoted(journey_id)}'"
+    query = f"JourneyId = '{visibility_literal(journey_id)}'"
     if stage:
-        query += f" AND JourneyStage = '{_quoted(stage)}'"
+        query += f" AND JourneyStage = '{visibility_literal(stage)}'"
     found = []
     listing = request.app.state.client.list_workflows(
         query, limit=limit, rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds)
@@ -139,5 +139,6 @@ async def customers_by_stage(
     return StageListing(journey_id=journey_id, stage=stage, query=query, customers=found)
 
 
-def _quoted(value: str) -> str:
+def visibility_literal(value: str) -> str:
+    """`value` as a string literal of a Temporal visibility query (erasure and the stage list share it)."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
