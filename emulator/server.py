@@ -41,6 +41,10 @@ CHANNELS: tuple[Channel, ...] = get_args(Channel)
 SENDGRID_PATH = "/v3/mail/send"
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 DELIVERY_DELAY_SECONDS = 0.5
+SENDGRID_WEBHOOK_RETRY_SECONDS = 120.0
+"""SendGrid posts an event again while the receiver answers non-2xx or cannot be reached
+(for 24 hours); the emulator keeps trying for two minutes. Twilio does not retry a status
+callback by default, so neither does the emulator: `cyklo reconcile` covers what is lost."""
 TWILIO_BODY_LIMIT = 1600
 
 # What Twilio says for the codes tests inject; {to} is the recipient, as Twilio quotes it.
@@ -123,6 +127,7 @@ class ProviderEmulator:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._webhooks: Webhooks | None = None
+        self._reports_pending = 0
 
     @property
     def url(self) -> str:
@@ -223,6 +228,11 @@ class ProviderEmulator:
                 raise ValueError(f"no recorded message {provider_id!r}")
             message.delivery, message.error_code = status, error_code
 
+    def webhooks_pending(self) -> int:
+        """Messages whose delivery news is still to be posted (or retried)."""
+        with self._lock:
+            return self._reports_pending
+
     def send_webhooks_to(self, webhooks: Webhooks) -> None:
         """From now on, every accepted message is reported delivered through signed webhooks."""
         self._webhooks = webhooks
@@ -303,13 +313,34 @@ class ProviderEmulator:
         def deliver() -> None:
             # Like the real providers, news of delivery comes a moment after the answer.
             time.sleep(DELIVERY_DELAY_SECONDS)
-            for event in events:
-                try:
-                    self.report(message, event)
-                except OSError:
-                    return  # cyklo's API is not up: a real provider would retry; the emulator need not
+            try:
+                for event in events:
+                    self._report_until_taken(message, event)
+            finally:
+                with self._lock:
+                    self._reports_pending -= 1
 
+        with self._lock:
+            self._reports_pending += 1
         threading.Thread(target=deliver, name="emulator-webhooks", daemon=True).start()
+
+    def _report_until_taken(self, message: RecordedMessage, event: str) -> bool:
+        """Post one webhook as its provider would: SendGrid again with backoff while cyklo
+        answers non-2xx or is unreachable, Twilio once. False if it was never taken."""
+        deadline = time.monotonic() + (SENDGRID_WEBHOOK_RETRY_SECONDS if message.channel == "email" else 0)
+        pause = 0.5
+        while True:
+            try:
+                if 200 <= self.report(message, event) < 300:
+                    return True
+            except OSError:
+                pass
+            with self._lock:
+                stopping = self._stopping
+            if stopping or time.monotonic() + pause > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 8.0)
 
 
 class _Server(ThreadingHTTPServer):

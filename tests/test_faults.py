@@ -69,8 +69,10 @@ def test_small_fault_run_loses_duplicates_and_wedges_nothing(tmp_path: Path) -> 
     # not resent (at most once): every other message due was delivered.
     assert counts["delivered"] + counts["unknown_not_delivered"] == counts["messages_due"]
     assert counts["delivered"] > counts["messages_due"] // 2
-    for name in ("lost", "duplicated", "wrongly_recorded", "wedged", "events_lost"):
+    for name in ("lost", "duplicated", "wrongly_recorded", "outcome_unknown", "wedged", "events_lost"):
         assert counts[name] == 0, counts["problems"]
+    # Every send of unknown outcome the provider took was settled by its evidence.
+    assert results["reconciliation"]["still_unknown"] == counts["unknown_not_delivered"]
     assert "messages delivered more than once or not due" in finished.stdout
 
 
@@ -154,10 +156,21 @@ def test_audit_counts_a_row_left_sending_as_wrongly_recorded() -> None:
     assert (counts.wrongly_recorded, counts.lost) == (1, 0)
 
 
-def test_audit_keeps_an_unknown_outcome_apart_from_the_failures() -> None:
+def test_audit_fails_an_unknown_outcome_the_provider_delivered_and_reconcile_left_failed() -> None:
     unknown = "outcome unknown: SendGrid did not answer: TimeoutError; not resent, to avoid a duplicate"
     counts = audited(expect((WELCOME, "sent")), [row(1, WELCOME, "failed", unknown)], [email(1)])
-    assert (counts.outcome_unknown, counts.failures()) == (1, 0)
+    assert (counts.outcome_unknown, counts.lost, counts.failures()) == (1, 0, 1)
+    assert "still recorded failed" in counts.problems[0]
+
+
+def test_audit_counts_an_unknown_outcome_settled_by_reconcile_apart_from_webhooks() -> None:
+    repaired = "repaired by reconcile: twilio delivered (SM9) (outcome unknown before)"
+    counts = audited(
+        expect((THANK_YOU_SMS, "sent")),
+        [row(2, THANK_YOU_SMS, "delivered", repaired, sid="SM9")],
+        [sms("SM9")],
+    )
+    assert (counts.repaired_by_reconcile, counts.repaired_by_webhook, counts.failures()) == (1, 0, 0)
 
 
 def test_audit_counts_an_unknown_outcome_settled_by_delivery_evidence_as_repaired() -> None:

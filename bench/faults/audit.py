@@ -46,14 +46,17 @@ class Counts:
     """The ledger contradicts the provider (says sent, never arrived; failed for a known reason
     but arrived; never settled), or a refusal other than predicted (capped, suppressed)."""
     outcome_unknown: int = 0
-    """Recorded failed with 'outcome unknown' and in fact delivered: what at-most-once allows
-    when a send's answer is lost (worker killed mid-call, reply timed out)."""
+    """Recorded failed with 'outcome unknown' and in fact delivered, after the delivery
+    webhooks and `cyklo reconcile` had their say: evidence the provider gave and cyklo did
+    not take, so a failure."""
     unknown_not_delivered: int = 0
     """Recorded failed with 'outcome unknown' and in fact never delivered: the price of never
     sending twice when a worker dies between claiming a send and the provider's answer. Not
     in `lost` (the ledger tells the truth: it did not know), but the customer did not get it."""
     repaired_by_webhook: int = 0
     """Were 'outcome unknown', and a delivery webhook has since set the status the provider reported."""
+    repaired_by_reconcile: int = 0
+    """Were 'outcome unknown', and `cyklo reconcile` found them in the provider's message list."""
     wedged: int = 0
     """Journeys that cannot go on: a failing workflow task, an activity still retrying, no answer to a query."""
     events_lost: int = 0
@@ -61,8 +64,8 @@ class Counts:
     problems: list[str] = field(default_factory=list)
     """One line per non-zero finding, naming the customer, for the person reading the JSON."""
 
-    FAILING = ("lost", "duplicated", "wrongly_recorded", "wedged", "events_lost")
-    UNKNOWN = ("outcome_unknown", "unknown_not_delivered")
+    FAILING = ("lost", "duplicated", "wrongly_recorded", "outcome_unknown", "wedged", "events_lost")
+    UNKNOWN = ("unknown_not_delivered",)
 
     def failures(self, strict: bool = False) -> int:
         return sum(getattr(self, name) for name in self.FAILING + (self.UNKNOWN if strict else ()))
@@ -156,9 +159,13 @@ def _check_record(customer_id: str, row: Row, times: int, counts: Counts) -> Non
     elif row.status == "failed" and times:
         if unknown:
             counts.outcome_unknown += 1
+            counts.problems.append(f"{label} delivered, still recorded failed ({row.reason})")
         else:
             counts.wrongly_recorded += 1
             counts.problems.append(f"{label} recorded failed ({row.reason}), yet delivered")
     elif row.status in DELIVERED_STATUSES and (row.reason or "").startswith(REPAIRED):
-        # Delivery evidence (a webhook or `cyklo reconcile`) settled a send of unknown outcome.
-        counts.repaired_by_webhook += 1
+        # Delivery evidence settled a send of unknown outcome; the note names which.
+        if (row.reason or "").startswith(f"{REPAIRED} reconcile"):
+            counts.repaired_by_reconcile += 1
+        else:
+            counts.repaired_by_webhook += 1

@@ -10,6 +10,7 @@ COUNTS = (
     ("lost", "messages due, never delivered"),
     ("duplicated", "messages delivered more than once or not due"),
     ("wrongly_recorded", "ledger rows contradicting the provider"),
+    ("outcome_unknown", "sends of unknown outcome, delivered, still recorded failed after reconcile"),
     ("wedged", "journeys wedged"),
     ("events_lost", "events answered 202, not in the journey"),
 )
@@ -33,17 +34,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     found.append(("events never answered 202", str(load["never_accepted"]), "0"))
     allowed = "0 (--strict)" if results["options"].get("strict") else "allowed (at most once)"
     found += [
-        ("sends of unknown outcome (recorded failed), delivered", str(counts["outcome_unknown"]), allowed),
         (
             "sends of unknown outcome (recorded failed), not delivered",
             str(counts["unknown_not_delivered"]),
             allowed,
         ),
-        (
-            "sends of unknown outcome, since repaired by a delivery webhook",
-            str(counts["repaired_by_webhook"]),
-            "",
-        ),
+        ("sends of unknown outcome, repaired by a delivery webhook", str(counts["repaired_by_webhook"]), ""),
+        ("sends of unknown outcome, repaired by `cyklo reconcile`", str(counts["repaired_by_reconcile"]), ""),
     ]
     return found
 

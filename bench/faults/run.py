@@ -40,6 +40,8 @@ from bench.load import ShopClient
 from bench.run import machine
 from bench.stack import Stack, running_stack
 from definition.schedule import daytime_zone
+from emulator.server import SENDGRID_WEBHOOK_RETRY_SECONDS
+from reconciliation import reconcile
 from stack.local import Ports, connect_when_ready, free_port, temporal_dev_server
 from storage import customers as profiles
 from storage.database import engine_for, normalise_url, session_for
@@ -267,6 +269,23 @@ class FaultRun:
                 ).all()
             )
 
+    # --- settling what a send could not know --------------------------------------------
+
+    async def reconcile(self) -> dict[str, int]:
+        """What an operator does after an incident: let the delivery webhooks still being
+        retried arrive, then `cyklo reconcile` for the sends of unknown outcome they left."""
+        deadline = time.monotonic() + SENDGRID_WEBHOOK_RETRY_SECONDS + 10
+        while self.stack.emulator.webhooks_pending() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        settings = self.stack.settings.model_copy(update={"database_url": self.direct_url})
+        settlements = await asyncio.to_thread(reconcile, settings, timedelta(hours=1))
+        settled = sum(1 for item in settlements if item.settled)
+        self.say(
+            f"{time.monotonic() - self.began:7.1f} s  reconciled: {settled} settled, "
+            f"{len(settlements) - settled} still unknown"
+        )
+        return {"settled": settled, "still_unknown": len(settlements) - settled}
+
     # --- audit ----------------------------------------------------------------------------
 
     async def audit(self, customers: list[Customer], expected: dict[tuple[str, int], Expected]) -> Counts:
@@ -384,6 +403,7 @@ async def run_faults(options: Options, say: Callable[[str], None]) -> dict[str, 
                     await faults
                     await run.settle(customers, expected)
                     await stack.quiet(still_for=3.0)
+                results["reconciliation"] = await run.reconcile()
                 counts = await run.audit(customers, expected)
         engine_for(normalise_url(gated_url)).dispose()
     if options.keep:
