@@ -92,6 +92,17 @@ def compose_yaml(text: str) -> yaml.Node | None:
     return yaml.compose(text, Loader=JourneyYamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+def construct(node: yaml.Node | None) -> Any:
+    """Python data of a composed document: parsed once, so the data and its lines agree."""
+    if node is None:
+        return None
+    loader = JourneyYamlLoader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def line_of(root: yaml.Node | None, path: tuple[Any, ...]) -> int:
     """1-based line of the deepest node of `root` reached by `path`.
 

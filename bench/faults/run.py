@@ -40,7 +40,7 @@ from bench.load import ShopClient
 from bench.run import machine
 from bench.stack import Stack, running_stack
 from definition.schedule import daytime_zone
-from emulator.server import SENDGRID_WEBHOOK_RETRY_SECONDS
+from emulator.state import SENDGRID_WEBHOOK_RETRY_SECONDS
 from reconciliation import reconcile
 from stack.local import Ports, connect_when_ready, free_port, temporal_dev_server
 from storage import customers as profiles

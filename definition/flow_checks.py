@@ -1,0 +1,141 @@
+"""Checks of a journey's stages and flows: stage references, reachability, conditions, split
+arms and repeats that would loop forever."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from definition import conditions
+from definition.model import (
+    BranchStep,
+    ExitStep,
+    Journey,
+    RepeatStep,
+    SendStep,
+    SplitStep,
+    WaitForStep,
+    WaitStep,
+    child_flows,
+    iter_steps,
+    step_kind,
+)
+from definition.problems import Report, Where
+
+
+def check_stages(report: Report, journey: Journey, whole: bool) -> None:
+    stages = journey.stages
+    starts: set[str] = set()
+    leads_to: dict[str, set[str]] = {name: set() for name in stages}
+
+    def target(where: Where, name: str) -> str | None:
+        if name in stages:
+            return name
+        close = difflib.get_close_matches(name, list(stages), n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else f": stages are {', '.join(stages)}"
+        report.at((*where, "to"), f"unknown stage {name!r}{hint}")
+        # Taken as the stage the typo meant, so the one mistake is not also an unreachable stage.
+        return close[0] if close else None
+
+    for index, entry in enumerate(journey.entry):
+        starts.update(filter(None, [target(("entry", index), entry.to)]))
+        _check_condition(report, ("entry", index, "when"), entry.when)
+    for name, stage in stages.items():
+        for index, transition in enumerate(stage.transitions):
+            where = ("stages", name, "transitions", index)
+            leads_to[name].update(filter(None, [target(where, transition.to)]))
+            _check_condition(report, (*where, "when"), transition.when)
+    if not whole:
+        return
+    reached: set[str] = set()
+    pending = list(starts)
+    while pending:
+        name = pending.pop()
+        if name not in reached:
+            reached.add(name)
+            pending += leads_to[name]
+    for name in stages:
+        if name not in reached:
+            report.at_key(
+                ("stages", name),
+                f"stage {name!r} is unreachable: no entry, nor a transition from a stage that is reached, leads to it",
+            )
+
+
+def check_flows(report: Report, journey: Journey, whole: bool) -> list[tuple[Where, SendStep]]:
+    """Conditions, splits and repeats of every flow; returns the sends, for their templates."""
+    sends = []
+    for name, stage in journey.stages.items():
+        for where, step in _steps(stage.flow, ("stages", name, "flow")):
+            if isinstance(step, SendStep):
+                sends.append((where, step))
+            elif isinstance(step, WaitForStep):
+                _check_condition(report, (*where, "wait_for", "when"), step.wait_for.when)
+            elif isinstance(step, BranchStep):
+                _check_condition(report, (*where, "branch", "if"), step.branch.condition)
+            elif isinstance(step, SplitStep):
+                named: set[str] = set()
+                for index, arm in enumerate(step.split.arms):
+                    if arm.name in named:
+                        report.at(
+                            (*where, "split", "arms", index, "name"),
+                            f"split {step.split.name!r} has two arms named {arm.name!r}: arm names must differ",
+                        )
+                    named.add(arm.name)
+            elif isinstance(step, RepeatStep) and step.repeat.times is None and whole:
+                _check_endless(report, where, step)
+    return sends
+
+
+def _steps(flow: list[Any], where: Where) -> Iterator[tuple[Where, Any]]:
+    """Every step of a flow and its nested flows, with its location in the file."""
+    for index, step in enumerate(flow):
+        here = (*where, index)
+        yield here, step
+        for position, (segment, child) in enumerate(child_flows(step)):
+            inside = ("arms", position, "flow") if isinstance(step, SplitStep) else (segment,)
+            yield from _steps(child, (*here, step_kind(step), *inside))
+
+
+def _check_condition(report: Report, where: Where, expression: str | None) -> None:
+    for message in conditions.problems(expression) if expression else ():
+        report.at(where, message)
+
+
+def _check_endless(report: Report, where: Where, step: RepeatStep) -> None:
+    if _stops_every_round(step.repeat.flow):
+        return
+    if any(isinstance(inner, (WaitStep, WaitForStep)) for inner in iter_steps(step.repeat.flow)):
+        report.at(
+            where,
+            "repeat without `times` may loop forever: none of its waits pauses on every round "
+            "(one inside a branch or split can be skipped; one `since: stage` with a duration "
+            "is over after the first round)",
+        )
+    else:
+        report.at(where, "repeat without `times` loops forever: add a wait to its flow, e.g. `- wait: 30d`")
+
+
+def _stops_every_round(flow: list[Any]) -> bool:
+    """Whether running `flow` always waits for time to pass, or ends the journey."""
+    return any(_stops(step) for step in flow)
+
+
+def _stops(step: Any) -> bool:
+    if isinstance(step, WaitStep):
+        wait = step.wait
+        if wait.since == "stage" and wait.duration is not None:
+            return False  # a fixed time after entering the stage: past on every later round
+        return wait.until is not None or bool(wait.duration)
+    if isinstance(step, WaitForStep):
+        return step.wait_for.timeout > timedelta(0)
+    if isinstance(step, BranchStep):
+        return _stops_every_round(step.branch.then) and _stops_every_round(step.branch.otherwise)
+    if isinstance(step, SplitStep):
+        holdout_skips = step.split.holdout > 0
+        return not holdout_skips and all(_stops_every_round(arm.flow) for arm in step.split.arms)
+    if isinstance(step, RepeatStep):
+        return _stops_every_round(step.repeat.flow)
+    return isinstance(step, ExitStep)
