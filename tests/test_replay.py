@@ -56,7 +56,7 @@ class JourneyWithoutStageAttributes(JourneyWorkflow):
     async def run(self, input: JourneyInput) -> JourneyResult:
         return await super().run(input)
 
-    def _publish_stage(self) -> None:
+    def _publish_stage(self, stage: str) -> None:
         pass
 
 
