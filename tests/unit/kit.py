@@ -27,7 +27,8 @@ LIFECYCLE = (Path(__file__).resolve().parents[2] / "journeys" / "lifecycle.yaml"
 
 
 def compiled(source: str | dict[str, Any]) -> CompiledJourney:
-    journey = Journey.model_validate(yaml.safe_load(source) if isinstance(source, str) else source)
+    # BaseLoader keeps `on:` a key, not YAML 1.1's True; the model converts the strings it gets.
+    journey = Journey.model_validate(yaml.load(source, Loader=yaml.BaseLoader) if isinstance(source, str) else source)
     return CompiledJourney(journey, {name: compile_stage(journey, name) for name in journey.stages})
 
 
