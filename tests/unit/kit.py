@@ -28,7 +28,8 @@ LIFECYCLE = (Path(__file__).resolve().parents[2] / "journeys" / "lifecycle.yaml"
 
 def compiled(source: str | dict[str, Any]) -> CompiledJourney:
     # BaseLoader keeps `on:` a key, not YAML 1.1's True; the model converts the strings it gets.
-    journey = Journey.model_validate(yaml.load(source, Loader=yaml.BaseLoader) if isinstance(source, str) else source)
+    loaded = yaml.load(source, Loader=yaml.BaseLoader) if isinstance(source, str) else source  # noqa: S506 - strings, lists and dicts only
+    journey = Journey.model_validate(loaded)
     return CompiledJourney(journey, {name: compile_stage(journey, name) for name in journey.stages})
 
 
@@ -38,7 +39,10 @@ def one_stage(flow: list[Any], **fields: Any) -> dict[str, Any]:
         "journey": "steps",
         "name": "Steps",
         "entry": [{"on": "signed_up", "to": "one"}, {"on": "purchase", "to": "one"}],
-        "stages": {"one": {"flow": flow}, "two": {"flow": [{"send": {"channel": "email", "template": "two"}}]}},
+        "stages": {
+            "one": {"flow": flow},
+            "two": {"flow": [{"send": {"channel": "email", "template": "two"}}]},
+        },
         **fields,
     }
 
@@ -79,7 +83,7 @@ class Drive:
         """(local time of the send, template) of every message that went out."""
         self.requests: list[SendMessage] = []
         self.outcome: Callable[[SendMessage], SendOutcome] = lambda send: SendOutcome(
-            message_id=len(self.requests), status="sent"
+            message_id=len(self.state.messages) + 1, status="sent"
         )
         self.effect: Effect = self.settle()
 
@@ -144,4 +148,3 @@ class Drive:
 
     def stages(self) -> list[str]:
         return [change.stage for change in self.state.stage_history]
-

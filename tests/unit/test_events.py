@@ -100,21 +100,33 @@ def test_an_event_with_unusable_properties_is_recorded_and_skipped() -> None:
     assert drive.state.stage is None and drive.state.metrics.orders == 0
 
 
+class Patches:
+    """Answers every patch check with `answer` and remembers what was asked."""
+
+    def __init__(self, answer: bool) -> None:
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def __call__(self, patch_id: str) -> bool:
+        self.asked.append(patch_id)
+        return self.answer
+
+
 def test_a_run_without_the_patch_uses_the_event_the_lenient_way() -> None:
-    asked: list[str] = []
-    drive = Drive(LIFECYCLE, patched=lambda patch_id: asked.append(patch_id) is not None)
+    patches = Patches(answer=False)
+    drive = Drive(LIFECYCLE, patched=patches)
 
     assert drive.event("purchase", amount="lots") == "entered new"
     assert drive.state.metrics.orders == 1 and drive.state.metrics.total_spent == 0
-    assert asked == [SKIP_INVALID_EVENTS]
+    assert patches.asked == [SKIP_INVALID_EVENTS]
 
 
 def test_valid_events_never_ask_for_the_patch() -> None:
-    asked: list[str] = []
-    drive = Drive(LIFECYCLE, patched=lambda patch_id: asked.append(patch_id) is None)
+    patches = Patches(answer=True)
+    drive = Drive(LIFECYCLE, patched=patches)
     drive.event("purchase", amount=10.0)
 
-    assert asked == []
+    assert patches.asked == []
 
 
 def test_a_broken_condition_is_false_and_leaves_a_warning() -> None:

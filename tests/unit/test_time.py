@@ -79,9 +79,7 @@ def test_whole_days_keep_the_local_time_across_dst_and_hours_do_not(
 
 def test_the_send_outcome_updates_the_time_zone_for_later_quiet_hours() -> None:
     drive = Drive(one_stage([WELCOME, {"wait": "10h"}, {"send": {"channel": "sms", "template": "later"}}]))
-    drive.outcome = lambda send: SendOutcome(
-        message_id=1, status="sent", timezone="America/New_York"
-    )
+    drive.outcome = lambda send: SendOutcome(message_id=1, status="sent", timezone="America/New_York")
     drive.event("signed_up")  # 10:00 in Warsaw, 04:00 in New York; 10h later it is 14:00 there
     drive.wait("1d")
 
