@@ -102,7 +102,7 @@ class Timer(BaseModel):
     reason: str
 
 
-class _Shown(BaseModel):
+class JourneyFacts(BaseModel):
     """What support sees of the state as it is kept."""
 
     version: int | None = None
@@ -119,7 +119,7 @@ class _Shown(BaseModel):
     support_actions: list[SupportRecord] = []
 
 
-class JourneyState(_Shown):
+class JourneyState(JourneyFacts):
     instance: str
     """Tells this enrolment apart from an earlier one under the same workflow id."""
     timezone: str | None = None
@@ -162,7 +162,7 @@ class JourneyInput(BaseModel):
     pending: list[JourneyEvent] = []
 
 
-class JourneyView(_Shown):
+class JourneyView(JourneyFacts):
     """The `state` query: what support sees."""
 
     journey_id: str

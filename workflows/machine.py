@@ -42,6 +42,7 @@ from workflows.interface import (
     SUPPORT_ACTIONS,
     EventRecord,
     JourneyEvent,
+    JourneyFacts,
     JourneyState,
     JourneyView,
     MessageRecord,
@@ -471,14 +472,8 @@ class Machine:
         state = self.state
         step = label(self.program(), state.pc)
         wake_at, wake_reason = self.next_wake(now)
-        shown = {
-            name: getattr(state, name)
-            for name in JourneyView.model_fields
-            if name in JourneyState.model_fields
-        }
-        shown.pop("metrics")
         return JourneyView(
-            **shown,
+            **{name: getattr(state, name) for name in JourneyFacts.model_fields},
             journey_id=self.journey_id,
             customer_id=self.customer_id,
             step=step.text if step else None,
