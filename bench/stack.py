@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -113,7 +114,7 @@ class Stack:
 
     def add_customers(self, ids: list[str]) -> None:
         """Profiles straight into the database: setup, not part of what is measured."""
-        zone = daytime_zone()
+        zone = daytime_zone(datetime.now(UTC))
         with session_for(self.settings.database_url) as session:
             for customer_id in ids:
                 session.merge(

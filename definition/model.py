@@ -8,8 +8,9 @@ class here and every tool learns it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import time
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, assert_never, get_args
 
 from pydantic import (
     BaseModel,
@@ -136,7 +137,18 @@ class ExitStep(_Strict):
         return {} if value is None or value is True else value
 
 
-STEP_KINDS = ("send", "wait", "wait_for", "branch", "split", "repeat", "exit")
+AnyStep = SendStep | WaitStep | WaitForStep | BranchStep | SplitStep | RepeatStep | ExitStep
+"""Every step kind: a new one is a class above, added here, and mypy names each dispatch
+that must learn it."""
+
+
+def step_kind(step: AnyStep | type[AnyStep]) -> str:
+    """The key a journey file writes the step under: its model's only field."""
+    model = step if isinstance(step, type) else type(step)
+    return next(iter(model.model_fields))
+
+
+STEP_KINDS = tuple(step_kind(model) for model in get_args(AnyStep))
 
 
 def _step_kind(value: Any) -> str | None:
@@ -154,23 +166,19 @@ def _expand_bare(value: Any) -> Any:
     return {value: None} if isinstance(value, str) else value
 
 
-Step = Annotated[
-    Union[
-        Annotated[SendStep, Tag("send")],
-        Annotated[WaitStep, Tag("wait")],
-        Annotated[WaitForStep, Tag("wait_for")],
-        Annotated[BranchStep, Tag("branch")],
-        Annotated[SplitStep, Tag("split")],
-        Annotated[RepeatStep, Tag("repeat")],
-        Annotated[ExitStep, Tag("exit")],
-    ],
-    Discriminator(
-        _step_kind,
-        custom_error_type="unknown_step",
-        custom_error_message="unknown step: use one of " + ", ".join(STEP_KINDS),
-    ),
-    BeforeValidator(_expand_bare),
-]
+if TYPE_CHECKING:
+    Step = AnyStep
+else:
+    # Parsed as a union keyed by the step's one key; the tags come from the union itself.
+    Step = Annotated[
+        Union[tuple(Annotated[model, Tag(step_kind(model))] for model in get_args(AnyStep))],
+        Discriminator(
+            _step_kind,
+            custom_error_type="unknown_step",
+            custom_error_message="unknown step: use one of " + ", ".join(STEP_KINDS),
+        ),
+        BeforeValidator(_expand_bare),
+    ]
 
 
 class Transition(_Strict):
@@ -242,28 +250,28 @@ class Journey(_Strict):
         return {entry.on for entry in self.entry}
 
 
-def child_flows(step: Any) -> list[tuple[str, list[Any]]]:
+def child_flows(step: AnyStep) -> list[tuple[str, list[AnyStep]]]:
     """The nested flows of a step, each with the path segment that names it."""
-    if isinstance(step, WaitForStep):
-        return [("then", step.wait_for.then), ("on_timeout", step.wait_for.on_timeout)]
-    if isinstance(step, BranchStep):
-        return [("then", step.branch.then), ("else", step.branch.otherwise)]
-    if isinstance(step, SplitStep):
-        return [(arm.name, arm.flow) for arm in step.split.arms]
-    if isinstance(step, RepeatStep):
-        return [("flow", step.repeat.flow)]
-    return []
+    match step:
+        case WaitForStep():
+            return [("then", step.wait_for.then), ("on_timeout", step.wait_for.on_timeout)]
+        case BranchStep():
+            return [("then", step.branch.then), ("else", step.branch.otherwise)]
+        case SplitStep():
+            return [(arm.name, arm.flow) for arm in step.split.arms]
+        case RepeatStep():
+            return [("flow", step.repeat.flow)]
+        case SendStep() | WaitStep() | ExitStep():
+            return []
+        case _:
+            assert_never(step)
 
 
-def iter_steps(flow: list[Any]) -> Any:
+def iter_steps(flow: list[AnyStep]) -> Iterator[AnyStep]:
     for step in flow:
         yield step
         for _, child in child_flows(step):
             yield from iter_steps(child)
-
-
-def step_kind(step: Any) -> str:
-    return next(iter(type(step).model_fields))
 
 
 for _model in (WaitForSpec, BranchSpec, SplitArm, RepeatSpec, Stage):

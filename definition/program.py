@@ -7,11 +7,13 @@ continue-as-new, queries and idempotency keys all work from plain data.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, assert_never
 
+from definition.durations import format_duration
 from definition.model import (
+    AnyStep,
     BranchStep,
     ExitStep,
     Journey,
@@ -84,68 +86,72 @@ class Exit:
 Instruction = Send | Wait | WaitFor | Branch | Split | LoopStart | Jump | Exit
 
 
+Program = tuple[Instruction, ...]
+
+
 @dataclass
 class _Builder:
-    program: list[Any] = field(default_factory=list)
+    program: list[Instruction] = field(default_factory=list)
 
-    def emit(self, instruction: Any) -> int:
+    def emit(self, instruction: Instruction) -> int:
         self.program.append(instruction)
         return len(self.program) - 1
 
     def patch(self, index: int, **changes: Any) -> None:
-        self.program[index] = type(self.program[index])(**{**self.program[index].__dict__, **changes})
+        self.program[index] = replace(self.program[index], **changes)
 
-    def flow(self, steps: list[Any], path: str, loops: tuple[str, ...]) -> None:
+    def flow(self, steps: list[AnyStep], path: str, loops: tuple[str, ...]) -> None:
         for index, step in enumerate(steps):
             self.step(step, f"{path}/{index}", loops)
 
-    def step(self, step: Any, path: str, loops: tuple[str, ...]) -> None:
-        if isinstance(step, SendStep):
-            self.emit(Send(path, step.send, loops))
-        elif isinstance(step, WaitStep):
-            self.emit(Wait(path, step.wait))
-        elif isinstance(step, ExitStep):
-            self.emit(Exit(path, step.exit.reason))
-        elif isinstance(step, WaitForStep):
-            start = self.emit(WaitFor(path, step.wait_for, -1))
-            self.flow(step.wait_for.then, f"{path}/then", loops)
-            jump = self.emit(Jump(-1))
-            self.patch(start, timeout_target=len(self.program))
-            self.flow(step.wait_for.on_timeout, f"{path}/on_timeout", loops)
-            self.patch(jump, target=len(self.program))
-        elif isinstance(step, BranchStep):
-            start = self.emit(Branch(path, step.branch.condition, -1))
-            self.flow(step.branch.then, f"{path}/then", loops)
-            jump = self.emit(Jump(-1))
-            self.patch(start, else_target=len(self.program))
-            self.flow(step.branch.otherwise, f"{path}/else", loops)
-            self.patch(jump, target=len(self.program))
-        elif isinstance(step, SplitStep):
-            start = self.emit(Split(path, step.split, (), -1))
-            targets, jumps = [], []
-            for arm in step.split.arms:
-                targets.append(len(self.program))
-                self.flow(arm.flow, f"{path}/{arm.name}", loops)
-                jumps.append(self.emit(Jump(-1)))
-            for jump in jumps:
+    def step(self, step: AnyStep, path: str, loops: tuple[str, ...]) -> None:
+        match step:
+            case SendStep():
+                self.emit(Send(path, step.send, loops))
+            case WaitStep():
+                self.emit(Wait(path, step.wait))
+            case ExitStep():
+                self.emit(Exit(path, step.exit.reason))
+            case WaitForStep():
+                start = self.emit(WaitFor(path, step.wait_for, -1))
+                self.flow(step.wait_for.then, f"{path}/then", loops)
+                jump = self.emit(Jump(-1))
+                self.patch(start, timeout_target=len(self.program))
+                self.flow(step.wait_for.on_timeout, f"{path}/on_timeout", loops)
                 self.patch(jump, target=len(self.program))
-            self.patch(start, arm_targets=tuple(targets), end_target=len(self.program))
-        elif isinstance(step, RepeatStep):
-            start = self.emit(LoopStart(path, step.repeat.times, -1))
-            self.flow(step.repeat.flow, f"{path}/flow", (*loops, path))
-            self.emit(Jump(start))
-            self.patch(start, end_target=len(self.program))
-        else:  # pragma: no cover - the model's union and this builder must grow together
-            raise TypeError(f"no instruction for step {type(step).__name__}")
+            case BranchStep():
+                start = self.emit(Branch(path, step.branch.condition, -1))
+                self.flow(step.branch.then, f"{path}/then", loops)
+                jump = self.emit(Jump(-1))
+                self.patch(start, else_target=len(self.program))
+                self.flow(step.branch.otherwise, f"{path}/else", loops)
+                self.patch(jump, target=len(self.program))
+            case SplitStep():
+                start = self.emit(Split(path, step.split, (), -1))
+                targets, jumps = [], []
+                for arm in step.split.arms:
+                    targets.append(len(self.program))
+                    self.flow(arm.flow, f"{path}/{arm.name}", loops)
+                    jumps.append(self.emit(Jump(-1)))
+                for jump in jumps:
+                    self.patch(jump, target=len(self.program))
+                self.patch(start, arm_targets=tuple(targets), end_target=len(self.program))
+            case RepeatStep():
+                start = self.emit(LoopStart(path, step.repeat.times, -1))
+                self.flow(step.repeat.flow, f"{path}/flow", (*loops, path))
+                self.emit(Jump(start))
+                self.patch(start, end_target=len(self.program))
+            case _:
+                assert_never(step)
 
 
 @dataclass(frozen=True)
 class CompiledJourney:
     definition: Journey
-    programs: dict[str, tuple[Any, ...]]
+    programs: dict[str, Program]
 
 
-def compile_stage(journey: Journey, stage: str) -> tuple[Any, ...]:
+def compile_stage(journey: Journey, stage: str) -> Program:
     builder = _Builder()
     builder.flow(journey.stages[stage].flow, stage, ())
     return tuple(builder.program)
@@ -169,3 +175,58 @@ def assign_arm(customer_id: str, journey_id: str, split: SplitSpec) -> str | Non
             return arm.name
         point -= arm.weight
     raise AssertionError("weights cover every point")
+
+
+@dataclass(frozen=True)
+class StepLabel:
+    """A step as support reads it."""
+
+    text: str
+    """`wait 2d before cross_sell`, `send email welcome`."""
+    kind: str
+    """The journey file's key: `send`, `wait`, `wait_for`, ..."""
+    path: str
+
+
+def label(program: Program, index: int) -> StepLabel | None:
+    """The step at `index`, or None at the end of the flow; a jump is labelled by where it lands."""
+    if index >= len(program):
+        return None
+    instruction = program[index]
+    match instruction:
+        case Send():
+            send = instruction.spec
+            return StepLabel(f"send {send.channel} {send.template}", "send", instruction.path)
+        case Wait():
+            return StepLabel(_wait_text(program, index, instruction.spec), "wait", instruction.path)
+        case WaitFor():
+            wait_for = instruction.spec
+            text = f"wait for {wait_for.event} (at most {format_duration(wait_for.timeout)})"
+            return StepLabel(text, "wait_for", instruction.path)
+        case Branch():
+            return StepLabel(f"branch if {instruction.condition}", "branch", instruction.path)
+        case Split():
+            return StepLabel(f"split {instruction.spec.name}", "split", instruction.path)
+        case LoopStart():
+            times = f" {instruction.times} times" if instruction.times is not None else ""
+            return StepLabel(f"repeat{times}", "repeat", instruction.path)
+        case Jump():
+            return label(program, instruction.target)
+        case Exit():
+            return StepLabel(f"exit ({instruction.reason})", "exit", instruction.path)
+        case _:
+            assert_never(instruction)
+
+
+def _wait_text(program: Program, index: int, spec: WaitSpec) -> str:
+    words = ["wait"]
+    if spec.duration is not None:
+        words.append(format_duration(spec.duration))
+        if spec.since == "stage":
+            words.append("since entering the stage")
+    if spec.until is not None:
+        words.append(f"until {spec.until.strftime('%H:%M')}")
+    following = next((later for later in program[index + 1 :] if isinstance(later, Send)), None)
+    if following is not None:
+        words.append(f"before {following.spec.template}")
+    return " ".join(words)

@@ -5,7 +5,7 @@ Pure functions of their arguments, so the workflow can use them deterministicall
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from definition.model import QuietHours
@@ -65,12 +65,11 @@ def advance(moment: datetime, duration: timedelta, timezone: str | None) -> date
     return (local + days).astimezone(moment.tzinfo) + (duration - days)
 
 
-def daytime_zone(now: datetime | None = None) -> str:
-    """A time zone where it is now between 10:00 and 18:00, nearest to UTC.
+def daytime_zone(now: datetime) -> str:
+    """A time zone where it is between 10:00 and 18:00 at `now`, nearest to UTC.
 
     Marketing waits for the end of quiet hours in the customer's zone: customers of a
     benchmark or a real-time test get this zone, so a run at night still sees sends, not timers."""
-    now = now or datetime.now(UTC)
     for hours in sorted(range(-12, 15), key=abs):
         if 10 <= (now + timedelta(hours=hours)).hour < 18:
             # IANA's Etc zones count the other way round: Etc/GMT-2 is UTC+2.

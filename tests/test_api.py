@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -25,7 +25,7 @@ ALA = {
     "locale": "pl",
     # The time-skipping server starts at the real time: a zone where it is daytime keeps
     # the support tests' messages out of quiet hours whenever they run.
-    "timezone": daytime_zone(),
+    "timezone": daytime_zone(datetime.now(UTC)),
     "consents": {"email": True, "sms": True, "source": "signup form"},
 }
 

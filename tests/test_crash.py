@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
@@ -95,7 +95,7 @@ async def test_worker_stopped_by_sigterm_finishes_the_send_in_flight(
 def _customer_about_to_sign_up(world: World) -> Scenario:
     publish_journeys(world.settings, [JOURNEYS])
     # The worker runs on the real clock here: daytime, so the welcome is not held for quiet hours.
-    scenario = make_scenario(SIGNED_UP, until="1d", timezone=daytime_zone())
+    scenario = make_scenario(SIGNED_UP, until="1d", timezone=daytime_zone(datetime.now(UTC)))
     world.add_customers(scenario)
     return scenario
 

@@ -127,7 +127,7 @@ async def test_history_on_the_server_is_encrypted_and_replays_with_the_key(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     publish_journeys(world.settings, [JOURNEYS])
-    world.add_customers(make_scenario(id="c-crypt", timezone=daytime_zone()))
+    world.add_customers(make_scenario(id="c-crypt", timezone=daytime_zone(datetime.now(UTC))))
     purchase = IncomingEvent(
         event_id="crypt-1",
         customer_id="c-crypt",

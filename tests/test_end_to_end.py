@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Sta
 
 
 async def test_platform_and_support_story_on_the_dev_server(stack: Stack) -> None:
-    zone = daytime_zone()
+    zone = daytime_zone(datetime.now(UTC))
     with Cyklo(stack.api_url, KEY) as cyklo:
         await asyncio.to_thread(
             cyklo.identify,
@@ -176,7 +177,7 @@ async def cyklo_cli(stack: Stack, *arguments: str) -> tuple[int, str, str]:
 
 
 async def test_cli_verbs_drive_the_same_api(stack: Stack) -> None:
-    zone = daytime_zone()
+    zone = daytime_zone(datetime.now(UTC))
     put = await cyklo_cli(
         stack,
         "customer",
@@ -235,7 +236,7 @@ async def test_support_page_shows_the_customer_and_an_action_clicked_takes_effec
             "c-web",
             email="web@example.com",
             first_name="Wera",
-            timezone=daytime_zone(),
+            timezone=daytime_zone(datetime.now(UTC)),
             consents={"email": True},
         )
         await asyncio.to_thread(cyklo.track, "c-web", "signed_up", event_id="web-1")

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -41,7 +42,7 @@ PROFILE = {
     "email": "hanna@example.com",
     "phone": PHONE,
     "first_name": "Hanna",
-    "timezone": daytime_zone(),
+    "timezone": daytime_zone(datetime.now(UTC)),
     "consents": {"email": True, "sms": True, "source": "signup form", "at": "2026-11-30T12:00:00Z"},
 }
 

@@ -69,7 +69,7 @@ async def _answers_lost(world: World, emulator: ProviderEmulator, *channels: Any
         update={"journeys_dir": JOURNEYS, "provider_timeout_seconds": 1, "public_url": PUBLIC_URL}
     )
     publish_journeys(settings, [JOURNEYS])
-    scenario = make_scenario(timezone=daytime_zone(), phone=PHONE)
+    scenario = make_scenario(timezone=daytime_zone(datetime.now(UTC)), phone=PHONE)
     world.add_customers(scenario)
     ledger = Ledger(settings, scenario.customer.id)
     router = world.router(settings)

@@ -14,7 +14,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflows.interface import JourneyInput, JourneyResult
+from workflows.interface import JourneyInput, JourneyResult, SupportKind
 from workflows.journey import JourneyWorkflow, workflow_runner
 
 # This module defines a workflow, so the sandbox imports it again: the codec and its native
@@ -34,6 +34,24 @@ def test_recorded_histories_exist() -> None:
     assert len(HISTORIES) >= 3, (
         "tests/histories/ must hold recorded journeys (python -m tests.histories.record)"
     )
+
+
+def test_a_recorded_chain_covers_every_support_action_and_continue_as_new() -> None:
+    events = [
+        event
+        for path in HISTORIES
+        if path.stem.startswith("support_actions")
+        for event in json.loads(path.read_text())["events"]
+    ]
+    updates = {
+        event["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]["name"]
+        for event in events
+        if event["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED"
+    }
+    kinds = {event["eventType"] for event in events}
+
+    assert updates == set(SupportKind), "python -m tests.histories.record support_actions"
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in kinds
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
@@ -56,7 +74,7 @@ class JourneyWithoutStageAttributes(JourneyWorkflow):
     async def run(self, input: JourneyInput) -> JourneyResult:
         return await super().run(input)
 
-    def _publish_stage(self) -> None:
+    def _publish_stage(self, stage: str) -> None:
         pass
 
 

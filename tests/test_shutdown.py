@@ -209,7 +209,7 @@ def _sign_up(api_url: str, key: str, customer_id: str) -> None:
             customer_id,
             email=f"{customer_id}@example.com",
             first_name="Ola",
-            timezone=daytime_zone(),  # the welcome goes out now, not after the night's quiet hours
+            timezone=daytime_zone(datetime.now(UTC)),  # the welcome goes out now, not after the night's quiet hours
             consents={"email": True, "source": "signup"},
         )
         cyklo.track(customer_id, "signed_up", event_id=f"{customer_id}-signup")
@@ -397,7 +397,7 @@ async def _route_sign_up(backing: Backing, settings: Settings, customer_id: str)
     """The shop's signed_up event, as the API would route it to the journey."""
     migrate(settings.database_url)
     publish_journeys(settings, [JOURNEYS])
-    scenario = make_scenario(id=customer_id, timezone=daytime_zone())
+    scenario = make_scenario(id=customer_id, timezone=daytime_zone(datetime.now(UTC)))
     with session_for(settings.database_url) as session:
         customers.upsert(session, scenario.customer)
         lifecycle = Journey.model_validate_json(journey_versions.get(session, "lifecycle").definition)

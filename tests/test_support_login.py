@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -67,7 +67,7 @@ async def api(app_and_world: tuple[object, World]) -> AsyncIterator[httpx.AsyncC
 
 
 async def enrol(api: httpx.AsyncClient, world: World, customer: str = CUSTOMER) -> None:
-    profile = {"email": "ala@example.com", "timezone": daytime_zone(), "consents": {"email": True}}
+    profile = {"email": "ala@example.com", "timezone": daytime_zone(datetime.now(UTC)), "consents": {"email": True}}
     assert (
         await api.put(f"/v1/customers/{quote(customer, safe='')}", json=profile, headers=AS_SHOP)
     ).status_code == 200

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -33,7 +33,7 @@ ALA = {
     "phone": "+48601234567",
     "first_name": "Ala",
     # Daytime wherever the real clock is: the welcome must not wait for quiet hours.
-    "timezone": daytime_zone(),
+    "timezone": daytime_zone(datetime.now(UTC)),
     "consents": {"email": True, "sms": True},
 }
 

@@ -7,9 +7,10 @@ when a field is added. No personal data: customers appear by id only.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from definition.metrics import Metrics
 
@@ -61,6 +62,16 @@ class StageChange(BaseModel):
     cause: str
 
 
+class SupportKind(StrEnum):
+    """The support actions: each is an update of the workflow under this name."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    SKIP_WAIT = "skip_wait"
+    MOVE_TO = "move_to"
+    EXIT = "exit"
+
+
 class SupportAction(BaseModel):
     """A support person's request: who, and why (both kept in the journey's record)."""
 
@@ -78,37 +89,65 @@ class SupportRecord(BaseModel):
 
 
 class WaitingFor(BaseModel):
+    """A running `wait_for`: its timeout is the state's timer."""
+
     event: str
     when: str | None
-    deadline: datetime
 
 
-class JourneyState(BaseModel):
-    instance: str
-    """Tells this enrolment apart from an earlier one under the same workflow id."""
+class Timer(BaseModel):
+    """The flow's one wake-up: the end of a wait, a wait_for's timeout or of quiet hours."""
+
+    at: datetime
+    reason: str
+
+
+class JourneyFacts(BaseModel):
+    """What support sees of the state as it is kept."""
+
     version: int | None = None
-    timezone: str | None = None
     stage: str | None = None
     previous_stage: str | None = None
     stage_entered_at: datetime | None = None
-    stage_entries: int = 0
-    stage_event: JourneyEvent | None = None
-    pc: int = 0
-    loop_counters: dict[str, int] = {}
-    wake_at: datetime | None = None
-    wake_reason: str | None = None
-    waiting_for: WaitingFor | None = None
-    metrics: Metrics = Field(default_factory=Metrics)
-    last_event_at: dict[str, datetime] = {}
-    seen_event_ids: list[str] = []
-    recent_events: list[EventRecord] = []
     messages: list[MessageRecord] = []
+    recent_events: list[EventRecord] = []
     stage_history: list[StageChange] = []
     experiments: dict[str, str | None] = {}
     exited: str | None = None
     runs: int = 1
     paused: SupportRecord | None = None
     support_actions: list[SupportRecord] = []
+
+
+class JourneyState(JourneyFacts):
+    instance: str
+    """Tells this enrolment apart from an earlier one under the same workflow id."""
+    timezone: str | None = None
+    stage_entries: int = 0
+    stage_event: JourneyEvent | None = None
+    pc: int = 0
+    loop_counters: dict[str, int] = {}
+    timer: Timer | None = None
+    waiting_for: WaitingFor | None = None
+    metrics: Metrics = Field(default_factory=Metrics)
+    last_event_at: dict[str, datetime] = {}
+    seen_event_ids: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_timer(cls, data: Any) -> Any:
+        # Runs that continued as new before the single timer carry `wake_at`/`wake_reason`
+        # and a copy of the deadline in `waiting_for`: they keep waiting for the same instant.
+        if not isinstance(data, dict) or "timer" in data:
+            return data
+        data = dict(data)
+        at, reason = data.pop("wake_at", None), data.pop("wake_reason", None)
+        waiting = data.get("waiting_for")
+        if at is None and isinstance(waiting, dict) and waiting.get("deadline") is not None:
+            at, reason = waiting["deadline"], f"waiting for {waiting.get('event')} until timeout"
+        if at is not None:
+            data["timer"] = {"at": at, "reason": reason or "wait"}
+        return data
 
 
 class JourneyInput(BaseModel):
@@ -123,28 +162,20 @@ class JourneyInput(BaseModel):
     pending: list[JourneyEvent] = []
 
 
-class JourneyView(BaseModel):
+class JourneyView(JourneyFacts):
     """The `state` query: what support sees."""
 
     journey_id: str
     customer_id: str
-    version: int | None
-    stage: str | None
-    previous_stage: str | None
-    stage_entered_at: datetime | None
     step: str | None
+    """The step the flow is at, in the journey's words: `wait 2d before cross_sell`."""
     step_kind: str | None
+    """Its kind as journey files write it: `send`, `wait`, `wait_for`, ..."""
+    step_path: str | None = None
+    """Where it is in the journey file: `new/2` is the third step of stage new's flow."""
     next_wake_at: datetime | None
     next_wake_reason: str | None
     metrics: dict[str, Any]
-    messages: list[MessageRecord]
-    recent_events: list[EventRecord]
-    stage_history: list[StageChange]
-    experiments: dict[str, str | None]
-    exited: str | None
-    runs: int
-    paused: SupportRecord | None = None
-    support_actions: list[SupportRecord] = []
 
 
 class JourneyResult(BaseModel):

@@ -21,7 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -371,7 +371,7 @@ async def run_faults(options: Options, say: Callable[[str], None]) -> dict[str, 
     say(f"seed {seed} (--seed {seed} repeats this run's fault schedule)")
     rng = random.Random(seed)
     began = time.monotonic()
-    zone = daytime_zone()
+    zone = daytime_zone(datetime.now(UTC))
     expected = await predict(options.journeys, zone, PREDICTION_WINDOW)
     say(f"{time.monotonic() - began:7.1f} s  predicted {len(expected)} pattern prefixes by simulation")
     customers = make_customers(options.customers)

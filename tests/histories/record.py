@@ -11,12 +11,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
+from temporalio.testing import WorkflowEnvironment
+
+from connection import data_converter, installed_binary, register_search_attributes
+from definition.model import Journey
+from emulator.server import ProviderEmulator
 from payload_encryption import new_payload_key
-from tests.conftest import make_scenario, run
+from publishing import publish_journeys
+from routing.events import EventRouter, IncomingEvent
+from settings import Settings
+from storage import customers, journey_versions
+from storage.database import migrate, session_for
+from tests.conftest import JOURNEYS, make_scenario, run
 from tests.payloads import decrypted
 from tests.test_lifecycle_journey import SIGNED_UP, purchase
+from worker import ACTIVITY_THREADS, build_worker
+from workflows.interface import SupportAction, workflow_id
+from workflows.journey import JourneyWorkflow
 
 HERE = Path(__file__).parent
 
@@ -41,11 +57,92 @@ def scenarios() -> dict[str, object]:
     }
 
 
+async def support_story(keys: str) -> list[str]:
+    """Every support action and continue-as-new in one enrolment: sign-up, a pause over the
+    welcome's wait, resume, skip_wait, purchases past the run's 3 events, move_to, exit."""
+    scenario = make_scenario(id="c-support")
+    with tempfile.TemporaryDirectory() as folder, ProviderEmulator() as emulator:
+        settings = Settings(
+            database_url=f"sqlite:///{folder}/record.db",
+            events_per_run=3,
+            task_queue="cyklo-record",
+            sendgrid_api_key="SG.record",
+            sendgrid_host=emulator.url,
+            twilio_account_sid="AC" + "0" * 32,
+            twilio_auth_token="record",  # noqa: S106 - the emulator checks only the account sid
+            twilio_base_url=emulator.url,
+            payload_keys=keys,
+        )
+        migrate(settings.database_url)
+        publish_journeys(settings, [JOURNEYS])
+        with session_for(settings.database_url) as session:
+            customers.upsert(session, scenario.customer)
+            definitions = [Journey.model_validate_json(text) for text in journey_versions.newest_definitions(session)]
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=installed_binary("temporal-test-server"),
+            data_converter=data_converter(settings),
+        )
+        try:
+            await register_search_attributes(env.client, "default")
+            router = EventRouter(env.client, settings, definitions)
+            offset = scenario.start - await env.get_current_time()
+            handle = env.client.get_workflow_handle(workflow_id("lifecycle", scenario.customer.id))
+            ewa = SupportAction(by="Ewa", reason="recorded for the replay test")
+
+            async def event(index: int, type: str, **properties: object) -> None:
+                incoming = IncomingEvent(
+                    event_id=f"e-{index}",
+                    customer_id=scenario.customer.id,
+                    type=type,
+                    occurred_at=await env.get_current_time() + offset,
+                    properties=properties,
+                )
+                await router.route(incoming, clock_offset=offset)
+
+            with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+                async with build_worker(env.client, settings, executor):
+                    await event(0, "signed_up")
+                    await env.sleep(timedelta(hours=1))
+                    await handle.execute_update(JourneyWorkflow.pause, ewa)
+                    await env.sleep(timedelta(days=4))
+                    await handle.execute_update(JourneyWorkflow.resume, ewa)
+                    await env.sleep(timedelta(hours=1))
+                    await handle.execute_update(JourneyWorkflow.skip_wait, ewa)
+                    await env.sleep(timedelta(hours=1))
+                    for index in (1, 2, 3):
+                        await event(index, "purchase", amount=40.0, order_id=f"o-{index}")
+                        await env.sleep(timedelta(hours=2))
+                    await handle.execute_update(
+                        JourneyWorkflow.move_to, ewa.model_copy(update={"stage": "inactive"})
+                    )
+                    await env.sleep(timedelta(days=1))
+                    await handle.execute_update(JourneyWorkflow.exit, ewa)
+                    await handle.result()
+                    return await _histories(env, handle.id)
+        finally:
+            await env.shutdown()
+
+
+async def _histories(env: WorkflowEnvironment, workflow: str) -> list[str]:
+    found: list[str] = []
+    run_id: str | None = None
+    while True:
+        history = await env.client.get_workflow_handle(workflow, run_id=run_id).fetch_history()
+        found.insert(0, history.to_json())
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id or None
+        if run_id is None:
+            return found
+
+
 async def record(name: str) -> None:
     options = {"events_per_run": 3} if name == "continue_as_new" else {}
     keys = new_payload_key("record")
-    result = await run(scenarios()[name], record_histories=True, payload_keys=keys, **options)  # type: ignore[arg-type]
-    for index, history in enumerate(result.histories):
+    if name == "support_actions":
+        histories = await support_story(keys)
+    else:
+        result = await run(scenarios()[name], record_histories=True, payload_keys=keys, **options)  # type: ignore[arg-type]
+        histories = result.histories
+    for index, history in enumerate(histories):
         target = HERE / f"{name}_{index}.json"
         target.write_text(json.dumps(await decrypted(json.loads(history), keys), indent=1) + "\n")
         print(f"wrote {target}")
