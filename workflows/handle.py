@@ -171,6 +171,16 @@ class JourneyHandle:
             ),
         )
 
+    async def end(self, reason: str) -> bool:
+        """Terminate the running journey (erasure); False when none runs."""
+        try:
+            await self.workflow.terminate(reason, rpc_timeout=self.rpc_timeout)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
     async def perform(self, action: Action, request: SupportAction) -> JourneyView:
         """The support action's outcome; ActionRefused says why the journey declined it,
         NoJourney that there is no such journey."""
