@@ -118,6 +118,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @app.get(
         "/ready",
         tags=["health"],
+        response_model=Readiness,
         responses={503: {"model": Readiness, "description": "Temporal or the database is not reachable"}},
     )
     async def ready(client: ClientDep) -> Any:
@@ -155,6 +156,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         "/v1/events",
         tags=["platform"],
         status_code=status.HTTP_202_ACCEPTED,
+        response_model=EventsAccepted,
         dependencies=[API_KEY, Depends(requires("events"))],
         responses=errors.responses(
             401,

@@ -82,11 +82,13 @@ class EventsAccepted(BaseModel):
     results: list[EventResult]
 
 
-class _FromRow(BaseModel):
+class FromRow(BaseModel):
+    """A view of a table row, read from its attributes."""
+
     model_config = ConfigDict(from_attributes=True)
 
 
-class ProfileRecord(_FromRow):
+class ProfileRecord(FromRow):
     """The customer's row: contact data, consents and suppressions as they stand now."""
 
     id: str
@@ -106,7 +108,7 @@ class ProfileRecord(_FromRow):
     updated_at: datetime
 
 
-class MessageEntry(_FromRow):
+class MessageEntry(FromRow):
     """One row of the message ledger (its idempotency key stays inside)."""
 
     id: int
@@ -131,7 +133,7 @@ class MessageEntry(_FromRow):
     updated_at: datetime
 
 
-class EventEntry(_FromRow):
+class EventEntry(FromRow):
     event_id: str
     customer_id: str
     type: str

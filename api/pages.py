@@ -216,7 +216,6 @@ async def support_action(
     action: str,
     request: Request,
     session: SignedIn,
-    settings: SettingsDep,
     journeys: JourneysDep,
     csrf: CsrfField = "",
     stage: Annotated[str | None, Form()] = None,

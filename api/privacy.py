@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from sqlmodel import col, select
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.dependencies import ClientDep, JourneysDep, SettingsDep, requires
-from api.models import CustomerIdPath
+from api.models import CustomerIdPath, FromRow
 from api.support import visibility_literal
 from definition.model import Channel
 from settings import Settings
@@ -33,11 +33,7 @@ from workflows.interface import JourneyView
 router = APIRouter(tags=["support"])
 
 
-class _FromRow(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class ExportedProfile(_FromRow):
+class ExportedProfile(FromRow):
     id: str
     email: str | None
     phone: str | None
@@ -49,7 +45,7 @@ class ExportedProfile(_FromRow):
     updated_at: datetime
 
 
-class ConsentChange(_FromRow):
+class ConsentChange(FromRow):
     channel: Channel
     change: str
     """granted, withdrawn, suppressed, lifted, or noted (said, but nothing changed)"""
@@ -69,7 +65,7 @@ class ExportedConsents(BaseModel):
     history: list[ConsentChange]
 
 
-class ExportedEvent(_FromRow):
+class ExportedEvent(FromRow):
     event_id: str
     type: str
     occurred_at: datetime
@@ -77,7 +73,7 @@ class ExportedEvent(_FromRow):
     properties: dict[str, Any]
 
 
-class ExportedMessage(_FromRow):
+class ExportedMessage(FromRow):
     id: int
     journey_id: str
     journey_version: int
