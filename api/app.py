@@ -10,47 +10,56 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import literal
-from sqlmodel import col, select
+from sqlmodel import select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import errors, pages, privacy, support, webhooks
-from api.auth import parse_keys, requires
+from api.auth import parse_keys
+from api.bodies import EventItems, ProfileUpdateBody, invalid
 from api.bounded_json import BoundedJsonRoute
+from api.dependencies import (
+    ClientDep,
+    EventGate,
+    EventGateDep,
+    JourneysDep,
+    RouterDep,
+    SettingsDep,
+    requires,
+)
 from api.errors import FieldError, Problem
 from api.models import (
     API_KEY,
-    MAX_BATCH,
     CustomerIdPath,
     CustomerRecord,
     CustomerSaved,
     EventResult,
     EventsAccepted,
-    EventsBody,
     Health,
-    ProfileBody,
     ProfileIdPath,
-    ProfileUpdate,
     Readiness,
 )
+from api.records import customer_record
+from api.sessions import SupportSessions
+from connection import connect, data_converter
 from definition.identifiers import event_id_problem
 from definition.model import Journey
+from publishing import publish_journeys
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
 from storage import customers, journey_versions
 from storage.customers import CustomerProfile
 from storage.database import migrate, session_for
-from storage.models import Customer, Event, Message
-from workflows.interface import JourneyView, workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +71,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from connection import connect
-        from publishing import publish_journeys
-
         migrate(settings.database_url)
         publish_journeys(settings, [settings.journeys_dir])
         app.state.client = client or await connect(settings)
@@ -72,14 +78,19 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         yield
 
     if client is None:
-        from connection import data_converter
-
         data_converter(settings)  # no payload keys: refuse here, in one line, not in a startup traceback
     app = FastAPI(title="cyklo", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.router.route_class = BoundedJsonRoute
     app.state.api_keys = parse_keys(settings.api_keys)
     app.state.settings = settings
-    app.state.event_requests = 0
+    app.state.event_gate = EventGate(settings.max_event_requests)
+    # Without a configured secret, sessions live as long as this process: enough for one
+    # `cyklo api`; several processes behind one address need CYKLO_SESSION_SECRET.
+    app.state.support_sessions = SupportSessions(
+        settings.session_secret or secrets.token_urlsafe(32),
+        app.state.api_keys,
+        timedelta(hours=settings.session_hours),
+    )
     errors.install(app)
 
     @app.middleware("http")
@@ -94,7 +105,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     app.include_router(webhooks.router, responses=errors.responses(400, 403, 413, 422, 503))
     app.include_router(support.router)
-    app.include_router(privacy.router, dependencies=[API_KEY], responses=errors.responses(401, 403, 404, 422, 503))
+    app.include_router(
+        privacy.router, dependencies=[API_KEY], responses=errors.responses(401, 403, 404, 422, 503)
+    )
     app.include_router(pages.router)
 
     @app.get("/health", tags=["health"])
@@ -105,17 +118,20 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @app.get(
         "/ready",
         tags=["health"],
+        response_model=Readiness,
         responses={503: {"model": Readiness, "description": "Temporal or the database is not reachable"}},
     )
-    async def ready() -> Any:
+    async def ready(client: ClientDep) -> Any:
         """Temporal and the database answer (no key needed: it shows only ok / unreachable / timeout)."""
         timeout = settings.temporal_rpc_timeout_seconds
         temporal, database = await asyncio.gather(
-            _probe(_temporal_answers(app.state.client, timeout), timeout),
+            _probe(_temporal_answers(client, timeout), timeout),
             _probe(asyncio.to_thread(_database_answers, settings), timeout),
         )
         answer = Readiness(
-            status="ready" if temporal == database == "ok" else "not ready", temporal=temporal, database=database
+            status="ready" if temporal == database == "ok" else "not ready",
+            temporal=temporal,
+            database=database,
         )
         code = status.HTTP_200_OK if answer.status == "ready" else status.HTTP_503_SERVICE_UNAVAILABLE
         return JSONResponse(answer.model_dump(), status_code=code)
@@ -127,18 +143,11 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         responses=errors.responses(401, 403, 413, 422, 503),
     )
     async def put_customer(
-        customer_id: ProfileIdPath, body: Annotated[ProfileBody, Body()], request: Request
+        customer_id: ProfileIdPath, update: ProfileUpdateBody, settings: SettingsDep
     ) -> CustomerSaved:
         """Create or replace a customer's profile: contact data, locale, time zone, consents."""
-        try:
-            update = ProfileUpdate.model_validate_json(await request.body(), strict=True)
-        except ValidationError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _problems(error)) from None
         if update.id not in (None, customer_id):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                [{"field": "id", "message": "differs from the id in the URL"}],
-            )
+            raise invalid(["id"], "differs from the id in the URL")
         profile = update.model_copy(update={"id": customer_id})
         await asyncio.to_thread(_upsert, settings, profile)
         return CustomerSaved(id=customer_id, status="saved")
@@ -147,6 +156,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         "/v1/events",
         tags=["platform"],
         status_code=status.HTTP_202_ACCEPTED,
+        response_model=EventsAccepted,
         dependencies=[API_KEY, Depends(requires("events"))],
         responses=errors.responses(
             401,
@@ -162,30 +172,18 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             },
         ),
     )
-    async def post_events(body: Annotated[EventsBody, Body()], request: Request) -> Any:
+    async def post_events(
+        items: EventItems, settings: SettingsDep, router: RouterDep, gate: EventGateDep
+    ) -> Any:
         """One event or up to 1,000; each is accepted, a duplicate, rejected (names the field) or
         failed (not kept: send it again). Answers within CYKLO_EVENT_BUDGET seconds."""
-        # FastAPI hands over bytes when the Content-Type is not JSON: the body is JSON anyway.
-        body = await request.json()
-        items = body if isinstance(body, list) else [body]
-        if len(items) > MAX_BATCH:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                [{"field": "body", "message": f"{len(items)} events: at most {MAX_BATCH} a batch"}],
-            )
-        # A stalled Temporal holds each request for the whole budget: past this many, the
-        # shop is told at once to come back rather than queueing without end.
-        if request.app.state.event_requests >= settings.max_event_requests:
+        if gate.full:
             return errors.refusal(
                 status.HTTP_429_TOO_MANY_REQUESTS,
-                f"{settings.max_event_requests} event requests are in flight: retry after "
-                f"{errors.RETRY_AFTER_SECONDS} s",
+                f"{gate.limit} event requests are in flight: retry after {errors.RETRY_AFTER_SECONDS} s",
             )
-        request.app.state.event_requests += 1
-        try:
-            results = await _route_all(request.app.state.router, items, settings.event_budget_seconds)
-        finally:
-            request.app.state.event_requests -= 1
+        with gate.held():
+            results = await _route_all(router, items, settings.event_budget_seconds)
         summary = EventsAccepted(
             accepted=sum(result.status == "accepted" for result in results),
             duplicates=sum(result.status == "duplicate" for result in results),
@@ -209,30 +207,13 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         dependencies=[API_KEY, Depends(requires("support:read"))],
         responses=errors.responses(401, 403, 404, 422, 503),
     )
-    async def get_customer(customer_id: CustomerIdPath, request: Request) -> CustomerRecord:
+    async def get_customer(
+        customer_id: CustomerIdPath, settings: SettingsDep, journeys: JourneysDep
+    ) -> CustomerRecord:
         """Profile, consents, every journey's state, message history and recent events."""
-        return CustomerRecord.model_validate(await customer_record(request, customer_id))
+        return await customer_record(settings, journeys, customer_id)
 
     return app
-
-
-async def customer_record(request: Request, customer_id: str) -> dict[str, Any]:
-    """Profile, consents, every journey's state, message history and recent events."""
-    settings: Settings = request.app.state.settings
-    record = await asyncio.to_thread(_customer_record, settings, customer_id)
-    if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
-    record["journeys"] = {
-        journey: view.model_dump(mode="json")
-        for journey in _published_ids(settings)
-        if (
-            view := await _journey_view(
-                request.app.state.client, journey, customer_id, settings.temporal_rpc_timeout_seconds
-            )
-        )
-        is not None
-    }
-    return record
 
 
 async def _route_all(router: EventRouter, items: list[Any], budget: float) -> list[EventResult]:
@@ -296,58 +277,11 @@ def _database_answers(settings: Settings) -> None:
         session.exec(select(literal(1))).one()
 
 
-def _problems(error: ValidationError) -> list[dict[str, str]]:
-    return [problem.model_dump() for problem in errors.field_errors(error.errors())]
-
-
 def _upsert(settings: Settings, profile: CustomerProfile) -> None:
     with session_for(settings.database_url) as session:
         customers.upsert(session, profile)
 
 
-def _published_ids(settings: Settings) -> list[str]:
-    with session_for(settings.database_url) as session:
-        return journey_versions.published_ids(session)
-
-
 def _published_journeys(settings: Settings) -> list[Journey]:
     with session_for(settings.database_url) as session:
         return [Journey.model_validate_json(text) for text in journey_versions.newest_definitions(session)]
-
-
-def _customer_record(settings: Settings, customer_id: str) -> dict[str, Any] | None:
-    with session_for(settings.database_url) as session:
-        customer = session.get(Customer, customer_id)
-        if customer is None:
-            return None
-        messages = session.exec(
-            select(Message)
-            .where(Message.customer_id == customer_id)
-            .order_by(col(Message.scheduled_at).desc())
-            .limit(100)
-        ).all()
-        events = session.exec(
-            select(Event)
-            .where(Event.customer_id == customer_id)
-            .order_by(col(Event.occurred_at).desc())
-            .limit(50)
-        ).all()
-    return {
-        "profile": customer.model_dump(mode="json"),
-        "messages": [message.model_dump(mode="json", exclude={"idempotency_key"}) for message in messages],
-        "events": [event.model_dump(mode="json") for event in events],
-    }
-
-
-async def _journey_view(
-    client: Client, journey_id: str, customer_id: str, rpc_timeout: float
-) -> JourneyView | None:
-    handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
-    try:
-        return await handle.query(
-            "state", result_type=JourneyView, rpc_timeout=timedelta(seconds=rpc_timeout)
-        )
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise

@@ -8,10 +8,10 @@ the caller learns to fix the URL before the key has spread further.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fastapi import HTTPException, Request, status
+from fastapi import Request
 
 SCOPES = frozenset({"events", "support:read", "support:write"})
 URL_KEY_PARAMETERS = ("key", "api_key")
@@ -70,34 +70,7 @@ def has_key_in_url(request: Request) -> bool:
     return any(name in request.query_params for name in URL_KEY_PARAMETERS)
 
 
-def requires(scope: str) -> Callable[[Request], str]:
-    """A FastAPI dependency: the caller's key must carry `scope`. Returns the key's label."""
-
-    def check(request: Request) -> str:
-        if has_key_in_url(request):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, KEY_IN_URL_REFUSED, headers={"WWW-Authenticate": "Bearer"}
-            )
-        presented = _presented_key(request)
-        if presented is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "an API key is required: send `Authorization: Bearer KEY`",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        caller = identify(request.app.state.api_keys, presented)
-        if caller is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
-            )
-        if scope not in caller.scopes:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the scope {scope!r}")
-        return caller.label
-
-    return check
-
-
-def _presented_key(request: Request) -> str | None:
+def presented_key(request: Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer ") and header[7:].strip():
         return header[7:].strip()

@@ -17,6 +17,8 @@ from typing import Any
 from fastapi import HTTPException, Request, Response, status
 from fastapi.routing import APIRoute
 
+from api.dependencies import settings_of
+
 MAX_DEPTH = 32
 """Objects and arrays inside each other; events and profiles use three or four."""
 
@@ -87,7 +89,7 @@ class BoundedJsonRequest(Request):
 
     async def body(self) -> bytes:
         if not hasattr(self, "_body"):
-            limit: int = self.app.state.settings.max_request_bytes
+            limit = settings_of(self).max_request_bytes
             chunks, size = [], 0
             async for chunk in self.stream():
                 size += len(chunk)

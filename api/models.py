@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query, Security
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, Field, SkipValidation
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 from pydantic.json_schema import SkipJsonSchema
 
 from api.errors import NO_CONTROL_CHARACTERS, FieldError
@@ -81,13 +82,76 @@ class EventsAccepted(BaseModel):
     results: list[EventResult]
 
 
+class FromRow(BaseModel):
+    """A view of a table row, read from its attributes."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ProfileRecord(FromRow):
+    """The customer's row: contact data, consents and suppressions as they stand now."""
+
+    id: str
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    locale: str
+    timezone: str
+    consent_email: bool
+    consent_sms: bool
+    consent_source: str | None
+    consent_updated_at: datetime | None
+    email_suppressed: bool
+    sms_suppressed: bool
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageEntry(FromRow):
+    """One row of the message ledger (its idempotency key stays inside)."""
+
+    id: int
+    customer_id: str
+    journey_id: str
+    journey_version: int
+    stage: str
+    step: str
+    channel: str
+    template: str
+    transactional: bool
+    status: str
+    reason: str | None
+    provider_message_id: str | None
+    discount_code: str | None
+    sms_encoding: str | None
+    sms_segments: int | None
+    attempts: int
+    scheduled_at: datetime
+    """Journey time of the send."""
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventEntry(FromRow):
+    event_id: str
+    customer_id: str
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    properties: dict[str, Any]
+
+
 class CustomerRecord(BaseModel):
     """Profile, consents, every journey's state, message history and recent events."""
 
-    profile: dict[str, Any]
-    messages: list[dict[str, Any]]
-    events: list[dict[str, Any]]
+    profile: ProfileRecord
+    messages: list[MessageEntry]
+    """The newest 100, newest first."""
+    events: list[EventEntry]
+    """The newest 50, newest first."""
     journeys: dict[str, JourneyView]
+    """By journey id: the journeys the customer is or was in."""
 
 
 class Health(BaseModel):

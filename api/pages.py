@@ -10,10 +10,11 @@ frames and Referer headers.
 
 from __future__ import annotations
 
+import asyncio
 import re
-import secrets
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -25,6 +26,9 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api.auth import KEY_IN_URL_REFUSED, has_key_in_url
+from api.dependencies import JourneysDep, SessionsDep, SettingsDep, settings_of
+from api.models import CustomerRecord
+from api.records import customer_record
 from api.sessions import (
     COOKIE_PATH,
     SESSION_COOKIE,
@@ -36,8 +40,10 @@ from api.sessions import (
 from api.support import ActionRequest, run_action
 from definition.durations import format_duration
 from definition.model import Journey
+from settings import Settings
 from storage import journey_versions
 from storage.database import session_for
+from workflows.interface import JourneyView, SupportKind
 
 SIGN_IN_PATH = "/support/login"
 SECURITY_HEADERS = {
@@ -110,21 +116,8 @@ def customer_path(customer_id: str) -> str:
     return f"/support/{quote(customer_id, safe='')}"
 
 
-def support_sessions(request: Request) -> SupportSessions:
-    state = request.app.state
-    sessions: SupportSessions | None = getattr(state, "support_sessions", None)
-    if sessions is None:
-        settings = state.settings
-        # Without a configured secret, sessions live as long as this process: enough for one
-        # `cyklo api`; several processes behind one address need CYKLO_SESSION_SECRET.
-        secret = settings.session_secret or secrets.token_urlsafe(32)
-        sessions = SupportSessions(secret, state.api_keys, timedelta(hours=settings.session_hours))
-        state.support_sessions = sessions
-    return sessions
-
-
-def _signed_in(request: Request) -> SupportSession:
-    session = support_sessions(request).resume(request.cookies.get(SESSION_COOKIE))
+def _signed_in(request: Request, sessions: SessionsDep) -> SupportSession:
+    session = sessions.resume(request.cookies.get(SESSION_COOKIE))
     if session is None:
         customer = request.path_params.get("customer_id")
         raise SignInRequired(customer_path(customer) if customer else "/support")
@@ -133,13 +126,12 @@ def _signed_in(request: Request) -> SupportSession:
     return session
 
 
-Sessions = Annotated[SupportSessions, Depends(support_sessions)]
 SignedIn = Annotated[SupportSession, Depends(_signed_in)]
 CsrfField = Annotated[str, Form()]
 
 
 @router.get(SIGN_IN_PATH, response_class=HTMLResponse)
-async def sign_in_form(request: Request, sessions: Sessions, next: str = "/support") -> Response:
+async def sign_in_form(request: Request, sessions: SessionsDep, next: str = "/support") -> Response:
     if sessions.resume(request.cookies.get(SESSION_COOKIE)) is not None:
         return RedirectResponse(_safe_return(next), status_code=status.HTTP_303_SEE_OTHER)
     return _sign_in_page(request, sessions, _safe_return(next))
@@ -148,7 +140,7 @@ async def sign_in_form(request: Request, sessions: Sessions, next: str = "/suppo
 @router.post(SIGN_IN_PATH)
 async def sign_in(
     request: Request,
-    sessions: Sessions,
+    sessions: SessionsDep,
     key: Annotated[str, Form()] = "",
     csrf: CsrfField = "",
     next: Annotated[str, Form()] = "/support",
@@ -188,31 +180,27 @@ async def find_customer(session: SignedIn, customer: str = "") -> Response:
 
 
 @router.get("/support/{customer_id}", response_class=HTMLResponse)
-async def support_page(customer_id: str, request: Request, session: SignedIn, notice: str = "") -> Response:
-    from api.app import customer_record
-
-    record = await customer_record(request, customer_id)
-    settings = request.app.state.settings
-    journeys = []
-    with session_for(settings.database_url) as db:
-        for journey_id, view in record["journeys"].items():
-            definition = Journey.model_validate_json(
-                journey_versions.get(db, journey_id, view["version"]).definition
-            )
-            journeys.append(
-                {
-                    "id": journey_id,
-                    "path": quote(journey_id, safe=""),
-                    "name": definition.name,
-                    "view": view,
-                    "stages": _diagram(definition),
-                }
-            )
+async def support_page(
+    customer_id: str, session: SignedIn, settings: SettingsDep, journeys: JourneysDep, notice: str = ""
+) -> Response:
+    record = await customer_record(settings, journeys, customer_id)
+    definitions = await asyncio.to_thread(_definitions, settings, record.journeys)
     return _page(
         "support.html",
-        profile=record["profile"],
+        profile=record.profile,
         customer_path=customer_path(customer_id),
-        journeys=journeys,
+        journeys=[
+            {
+                "id": journey_id,
+                "path": quote(journey_id, safe=""),
+                "name": definitions[journey_id].name,
+                "view": view,
+                "stages": _diagram(definitions[journey_id]),
+            }
+            for journey_id, view in record.journeys.items()
+        ],
+        actions=[action for action in SupportKind if not action.needs_stage],
+        move=SupportKind.MOVE_TO,
         timeline=_timeline(record),
         notice=notice,
         caller=session.caller.label,
@@ -227,6 +215,7 @@ async def support_action(
     action: str,
     request: Request,
     session: SignedIn,
+    journeys: JourneysDep,
     csrf: CsrfField = "",
     stage: Annotated[str | None, Form()] = None,
 ) -> Response:
@@ -236,13 +225,7 @@ async def support_action(
     else:
         try:
             await run_action(
-                request.app.state.client,
-                customer_id,
-                journey_id,
-                action,
-                ActionRequest(stage=stage),
-                session.caller.label,
-                rpc_timeout=timedelta(seconds=request.app.state.settings.temporal_rpc_timeout_seconds),
+                journeys, customer_id, journey_id, action, ActionRequest(stage=stage), session.caller.label
             )
             notice = f"{action.replace('_', ' ')}: done"
         except HTTPException as refusal:
@@ -250,6 +233,17 @@ async def support_action(
     return RedirectResponse(
         f"{customer_path(customer_id)}?notice={quote(notice, safe='')}", status_code=status.HTTP_303_SEE_OTHER
     )
+
+
+def _definitions(settings: Settings, views: dict[str, JourneyView]) -> dict[str, Journey]:
+    """The definition of the version each journey runs."""
+    with session_for(settings.database_url) as db:
+        return {
+            journey_id: Journey.model_validate_json(
+                journey_versions.get(db, journey_id, view.version).definition
+            )
+            for journey_id, view in views.items()
+        }
 
 
 def _sign_in_page(
@@ -281,7 +275,7 @@ def _refuse_cross_site(request: Request) -> None:
         claimed = _origin_of(referer)
     else:
         return
-    own = {_origin_of(str(request.base_url)), _origin_of(request.app.state.settings.public_url)}
+    own = {_origin_of(str(request.base_url)), _origin_of(settings_of(request).public_url)}
     if claimed not in own:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "a form sent from another site is refused; nothing was done"
@@ -303,7 +297,7 @@ def _safe_return(path: str) -> str:
 def _over_tls(request: Request) -> bool:
     # uvicorn turns X-Forwarded-Proto into the scheme only for proxies it trusts
     # (FORWARDED_ALLOW_IPS, 127.0.0.1 by default); an https public URL settles it too.
-    return request.url.scheme == "https" or request.app.state.settings.public_url.startswith("https://")
+    return request.url.scheme == "https" or settings_of(request).public_url.startswith("https://")
 
 
 def _set_cookie(
@@ -345,47 +339,41 @@ def _diagram(definition: Journey) -> list[dict[str, Any]]:
     return stages
 
 
-def _timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _TimelineRow:
+    at: datetime
+    kind: str
+    what: str
+    detail: str
+    status: str = ""
+
+    @property
+    def when(self) -> str:
+        return self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _timeline(record: CustomerRecord) -> list[_TimelineRow]:
     rows = [
-        {
-            "at": item["occurred_at"],
-            "kind": "event",
-            "what": f"event {item['type']}",
-            "detail": item["event_id"],
-            "status": "",
-        }
-        for item in record["events"]
+        _TimelineRow(event.occurred_at, "event", f"event {event.type}", event.event_id)
+        for event in record.events
     ]
     rows += [
-        {
-            "at": message["scheduled_at"],
-            "kind": "message",
-            "what": f"{message['channel']} {message['template']}",
-            "detail": f"{message['journey_id']} / {message['stage']}"
-            + (f" — {message['reason']}" if message.get("reason") else ""),
-            "status": message["status"],
-        }
-        for message in record["messages"]
+        _TimelineRow(
+            message.scheduled_at,
+            "message",
+            f"{message.channel} {message.template}",
+            f"{message.journey_id} / {message.stage}" + (f" — {message.reason}" if message.reason else ""),
+            message.status,
+        )
+        for message in record.messages
     ]
-    for journey_id, view in record["journeys"].items():
+    for journey_id, view in record.journeys.items():
         rows += [
-            {
-                "at": change["at"],
-                "kind": "stage",
-                "what": f"{journey_id} → {change['stage']}",
-                "detail": change["cause"],
-                "status": "",
-            }
-            for change in view["stage_history"]
+            _TimelineRow(change.at, "stage", f"{journey_id} → {change.stage}", change.cause)
+            for change in view.stage_history
         ]
         rows += [
-            {
-                "at": item["at"],
-                "kind": "support",
-                "what": f"{item['action']} by {item['by']}",
-                "detail": item["reason"],
-                "status": "",
-            }
-            for item in view.get("support_actions", [])
+            _TimelineRow(item.at, "support", f"{item.action} by {item.by}", item.reason)
+            for item in view.support_actions
         ]
-    return sorted(rows, key=lambda row: row["at"], reverse=True)
+    return sorted(rows, key=lambda row: row.at, reverse=True)

@@ -10,16 +10,16 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from pydantic import BaseModel
 from sqlmodel import col, select
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import requires
-from api.models import CustomerIdPath
+from api.dependencies import ClientDep, JourneysDep, SettingsDep, requires
+from api.models import CustomerIdPath, FromRow
 from api.support import visibility_literal
 from definition.model import Channel
 from settings import Settings
@@ -27,17 +27,13 @@ from storage import consents, journey_versions
 from storage.database import session_for
 from storage.erasure import ErasedRows, erase_customer
 from storage.models import Customer, Event, Message, utcnow
-from workflows.interface import JourneyView, workflow_id
-from workflows.journey import JourneyWorkflow
+from workflows.handle import Journeys
+from workflows.interface import JourneyView
 
 router = APIRouter(tags=["support"])
 
 
-class _FromRow(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class ExportedProfile(_FromRow):
+class ExportedProfile(FromRow):
     id: str
     email: str | None
     phone: str | None
@@ -49,7 +45,7 @@ class ExportedProfile(_FromRow):
     updated_at: datetime
 
 
-class ConsentChange(_FromRow):
+class ConsentChange(FromRow):
     channel: Channel
     change: str
     """granted, withdrawn, suppressed, lifted, or noted (said, but nothing changed)"""
@@ -69,7 +65,7 @@ class ExportedConsents(BaseModel):
     history: list[ConsentChange]
 
 
-class ExportedEvent(_FromRow):
+class ExportedEvent(FromRow):
     event_id: str
     type: str
     occurred_at: datetime
@@ -77,7 +73,7 @@ class ExportedEvent(_FromRow):
     properties: dict[str, Any]
 
 
-class ExportedMessage(_FromRow):
+class ExportedMessage(FromRow):
     id: int
     journey_id: str
     journey_version: int
@@ -133,21 +129,22 @@ class ErasureReport(BaseModel):
     dependencies=[Depends(requires("support:read"))],
     responses={404: {"description": "no such customer"}},
 )
-async def export(customer_id: CustomerIdPath, request: Request, response: Response) -> CustomerExport:
+async def export(
+    customer_id: CustomerIdPath, settings: SettingsDep, journeys: JourneysDep, response: Response
+) -> CustomerExport:
     """A copy of everything about the customer: profile, consents with their history,
     events with properties, messages, and the state of each journey."""
-    settings: Settings = request.app.state.settings
     found = await asyncio.to_thread(_exported_rows, settings, customer_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
-    journeys: dict[str, JourneyView] = {}
+    views: dict[str, JourneyView] = {}
     for journey_id in found.pop("journey_ids"):
-        view = await _journey_view(request.app.state.client, journey_id, customer_id)
+        view = await journeys.of(journey_id, customer_id).state()
         if view is not None:
-            journeys[journey_id] = view
+            views[journey_id] = view
     # Personal data: no proxy or browser may keep a copy.
     response.headers["Cache-Control"] = "no-store"
-    return CustomerExport(customer_id=customer_id, exported_at=utcnow(), journeys=journeys, **found)
+    return CustomerExport(customer_id=customer_id, exported_at=utcnow(), journeys=views, **found)
 
 
 @router.delete(
@@ -156,24 +153,19 @@ async def export(customer_id: CustomerIdPath, request: Request, response: Respon
     dependencies=[Depends(requires("support:write"))],
     responses={404: {"description": "no such customer"}},
 )
-async def erase(customer_id: CustomerIdPath, request: Request) -> ErasureReport:
+async def erase(
+    customer_id: CustomerIdPath, settings: SettingsDep, client: ClientDep, journeys: JourneysDep
+) -> ErasureReport:
     """GDPR erasure: journeys ended and their histories deleted, profile, events and consent
     history deleted, ledger rows kept without personal data."""
-    settings: Settings = request.app.state.settings
-    client: Client = request.app.state.client
     journey_ids = await asyncio.to_thread(_journey_ids, settings)
-    ended = []
-    for journey_id in journey_ids:
-        try:
-            await client.get_workflow_handle(workflow_id(journey_id, customer_id)).terminate(
-                "customer erased"
-            )
-            ended.append(journey_id)
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise
+    ended = [
+        journey_id
+        for journey_id in journey_ids
+        if await journeys.of(journey_id, customer_id).end("customer erased")
+    ]
     rows: ErasedRows = await asyncio.to_thread(_erase_rows, settings, customer_id)
-    runs = await _runs_of(client, customer_id, journey_ids)
+    runs = await _runs_of(client, journeys, customer_id, journey_ids)
     deleted, kept = await _delete_histories(client, runs)
     if not rows.profile_deleted and not ended and not rows.events_deleted and not runs:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
@@ -229,17 +221,9 @@ def _exported_rows(settings: Settings, customer_id: str) -> dict[str, Any] | Non
     }
 
 
-async def _journey_view(client: Client, journey_id: str, customer_id: str) -> JourneyView | None:
-    handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
-    try:
-        return await handle.query(JourneyWorkflow.view)
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-
-
-async def _runs_of(client: Client, customer_id: str, journey_ids: list[str]) -> list[tuple[str, str]]:
+async def _runs_of(
+    client: Client, journeys: Journeys, customer_id: str, journey_ids: list[str]
+) -> list[tuple[str, str]]:
     """(workflow id, run id) of every run of the customer's journeys, closed ones included.
 
     Visibility lists them all, also journeys no longer published and runs a re-entry
@@ -253,28 +237,9 @@ async def _runs_of(client: Client, customer_id: str, journey_ids: list[str]) -> 
         if error.status not in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.INVALID_ARGUMENT):
             raise
     for journey_id in journey_ids:
-        runs.update(await _continue_as_new_chain(client, workflow_id(journey_id, customer_id)))
+        journey = journeys.of(journey_id, customer_id)
+        runs.update((journey.workflow.id, run_id) for run_id in await journey.run_ids())
     return sorted(runs)
-
-
-async def _continue_as_new_chain(client: Client, workflow: str) -> list[tuple[str, str]]:
-    chain: list[tuple[str, str]] = []
-    run_id: str | None = None
-    try:
-        run_id = (await client.get_workflow_handle(workflow).describe()).run_id
-        while run_id:
-            chain.append((workflow, run_id))
-            async for first in client.get_workflow_handle(workflow, run_id=run_id).fetch_history_events(
-                page_size=1
-            ):
-                run_id = first.workflow_execution_started_event_attributes.continued_execution_run_id
-                break
-            else:
-                run_id = None
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-    return chain
 
 
 async def _delete_histories(client: Client, runs: list[tuple[str, str]]) -> tuple[int, list[HistoryKept]]:

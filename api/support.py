@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal, get_args
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, Field
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from api import errors
-from api.auth import requires
 from api.bounded_json import BoundedJsonRoute
+from api.dependencies import ClientDep, JourneysDep, SettingsDep, requires
 from api.models import API_KEY, CustomerIdPath, JourneyIdPath, LimitQuery, StageQuery
-from settings import Settings
-from workflows.interface import JourneyView, SupportAction, workflow_id
-
-Action = Literal["pause", "resume", "skip_wait", "move_to", "exit"]
-ACTIONS: tuple[str, ...] = get_args(Action)
+from workflows.handle import ActionRefused, Journeys, NoJourney
+from workflows.interface import JourneyView, SupportAction, SupportKind
 
 router = APIRouter(
     tags=["support"],
@@ -56,75 +51,54 @@ class StageListing(BaseModel):
 async def act(
     customer_id: CustomerIdPath,
     journey_id: JourneyIdPath,
-    action: Action,
+    action: SupportKind,
     body: ActionRequest,
-    request: Request,
-    caller: str = Depends(requires("support:write")),
+    journeys: JourneysDep,
+    caller: Annotated[str, Depends(requires("support:write"))],
 ) -> JourneyView:
     """Pause, resume, skip the current wait, move to a stage, or exit; a refusal says why (409)."""
-    settings: Settings = request.app.state.settings
-    view = await run_action(
-        request.app.state.client,
-        customer_id,
-        journey_id,
-        action,
-        body,
-        caller,
-        rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
-    )
-    return JourneyView.model_validate(view)
+    return await run_action(journeys, customer_id, journey_id, action, body, caller)
 
 
 async def run_action(
-    client: Client,
+    journeys: Journeys,
     customer_id: str,
     journey_id: str,
     action: str,
     body: ActionRequest,
     caller: str,
-    *,
-    rpc_timeout: timedelta | None = None,
-) -> dict[str, Any]:
-    if action not in ACTIONS:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}: use {', '.join(ACTIONS)}")
-    handle = client.get_workflow_handle(workflow_id(journey_id, customer_id))
-    support_action = SupportAction(by=body.by or caller, reason=body.reason, stage=body.stage)
+) -> JourneyView:
+    """The action on the journey, or the HTTP refusal that says why not (the API's and the
+    support page's)."""
     try:
-        view = await handle.execute_update(
-            action,
-            support_action,
-            result_type=JourneyView,
-            rpc_timeout=rpc_timeout,
-        )
-    except WorkflowUpdateFailedError as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"{action} refused: {error.cause or error}") from None
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-        try:
-            closed = await handle.describe()
-        except RPCError:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"{customer_id!r} is not in journey {journey_id!r}"
-            ) from None
-        state = closed.status.name.lower() if closed.status else "closed"
+        chosen = SupportKind(action)
+    except ValueError:
         raise HTTPException(
-            status.HTTP_409_CONFLICT, f"{action} refused: the journey has ended ({state})"
+            status.HTTP_404_NOT_FOUND, f"no action {action!r}: use {', '.join(SupportKind)}"
         ) from None
-    return view.model_dump(mode="json")
+    request = SupportAction(by=body.by or caller, reason=body.reason, stage=body.stage)
+    try:
+        return await journeys.of(journey_id, customer_id).perform(chosen, request)
+    except ActionRefused as refused:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(refused)) from None
+    except NoJourney as missing:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
 
 
 @router.get("/v1/journeys/{journey_id}/customers", dependencies=[Depends(requires("support:read"))])
 async def customers_by_stage(
-    journey_id: JourneyIdPath, request: Request, stage: StageQuery = None, limit: LimitQuery = 100
+    journey_id: JourneyIdPath,
+    client: ClientDep,
+    settings: SettingsDep,
+    stage: StageQuery = None,
+    limit: LimitQuery = 100,
 ) -> StageListing:
     """Customers of a journey, optionally in one stage (Temporal visibility on the search attributes)."""
-    settings: Settings = request.app.state.settings
     query = f"JourneyId = '{visibility_literal(journey_id)}'"
     if stage:
         query += f" AND JourneyStage = '{visibility_literal(stage)}'"
     found = []
-    listing = request.app.state.client.list_workflows(
+    listing = client.list_workflows(
         query, limit=limit, rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds)
     )
     async for execution in listing:

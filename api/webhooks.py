@@ -20,13 +20,14 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 
 from activities.sms import TWILIO_OUTCOMES
+from api.dependencies import RouterDep, SettingsDep
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
 from storage import ledger
@@ -56,11 +57,6 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9_.:=-]{1,100}$")
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def _forbidden(reason: str) -> HTTPException:
@@ -156,8 +152,7 @@ class TwilioStatus(BaseModel):
         503: {"model": WebhookReport, "description": "an outage stopped some items: send the batch again"},
     },
 )
-async def sendgrid_events(request: Request) -> Response:
-    settings = _settings(request)
+async def sendgrid_events(request: Request, settings: SettingsDep, event_router: RouterDep) -> Response:
     raw = await request.body()
     signature = request.headers.get(SENDGRID_SIGNATURE)
     timestamp = request.headers.get(SENDGRID_TIMESTAMP, "")
@@ -183,7 +178,6 @@ async def sendgrid_events(request: Request) -> Response:
         problem = ItemProblem(field="body", message="expected a JSON list of events")
         _skip(report, "sendgrid", SkippedItem(index=0, event_id=None, errors=[problem]))
         return _answer(report)
-    event_router: EventRouter = request.app.state.router
     for index, item in enumerate(events):
         await _apply_sendgrid(settings, event_router, report, index, item)
     return _answer(report)
@@ -289,8 +283,7 @@ def _answer(report: WebhookReport) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _twilio_params(request: Request) -> dict[str, str]:
-    settings = _settings(request)
+async def _twilio_params(request: Request, settings: SettingsDep) -> dict[str, str]:
     form = await request.form()
     params = {key: str(value) for key, value in form.items()}
     signature = request.headers.get("X-Twilio-Signature", "")
@@ -303,6 +296,10 @@ async def _twilio_params(request: Request) -> dict[str, str]:
     return params
 
 
+TwilioParams = Annotated[dict[str, str], Depends(_twilio_params)]
+"""The form Twilio posted, its signature checked."""
+
+
 @router.post(
     "/twilio/status",
     status_code=status.HTTP_204_NO_CONTENT,
@@ -312,8 +309,7 @@ async def _twilio_params(request: Request) -> dict[str, str]:
         503: {"model": WebhookReport, "description": "the database is out: Twilio may send it again"},
     },
 )
-async def twilio_status(request: Request) -> Response:
-    params = await _twilio_params(request)
+async def twilio_status(params: TwilioParams, settings: SettingsDep) -> Response:
     report = WebhookReport()
     try:
         callback = TwilioStatus.model_validate(params)
@@ -323,7 +319,7 @@ async def twilio_status(request: Request) -> Response:
         _skip(report, "twilio status", SkippedItem(index=0, event_id=event_id, errors=_problems(error)))
         return _answer(report)
     try:
-        changed = await asyncio.to_thread(_record_twilio_status, _settings(request), callback)
+        changed = await asyncio.to_thread(_record_twilio_status, settings, callback)
     except Exception as error:  # the database is out
         logger.warning(
             "twilio status webhook: %s not applied, an outage: %s", callback.MessageSid, type(error).__name__
@@ -353,9 +349,8 @@ def _record_twilio_status(settings: Settings, callback: TwilioStatus) -> bool:
 
 
 @router.post("/twilio/inbound")
-async def twilio_inbound(request: Request) -> Response:
-    params = await _twilio_params(request)
-    await asyncio.to_thread(_record_inbound, _settings(request), params)
+async def twilio_inbound(params: TwilioParams, settings: SettingsDep) -> Response:
+    await asyncio.to_thread(_record_inbound, settings, params)
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -22,7 +21,8 @@ from bench.baseline import BASELINE_QUEUE, BASELINE_WORKFLOW, BaselineWorkflow
 from bench.load import ShopClient, purchases_at_rate, wait_for_emails
 from bench.stack import Stack
 from connection import installed_binary
-from workflows.interface import JourneyEvent, JourneyView, workflow_id
+from workflows.handle import JourneyHandle
+from workflows.interface import JourneyEvent, workflow_id
 from workflows.journey import CUSTOMER_ID, JOURNEY_ID
 
 Advance = Callable[[int], None]
@@ -237,9 +237,9 @@ async def history_after_purchases(
             ]
         )
         advance(len(batch))
-    handle = stack.client.get_workflow_handle(workflow_id(JOURNEY, customer))
-    orders = await _wait_for_orders(handle, purchases)
-    runs = await _run_histories(stack, customer)
+    journey = JourneyHandle(stack.client, JOURNEY, customer)
+    orders = await _wait_for_orders(journey, purchases)
+    runs = await _run_histories(journey)
     return {
         "purchases": purchases,
         "orders_counted": orders,
@@ -250,35 +250,29 @@ async def history_after_purchases(
     }
 
 
-async def _wait_for_orders(handle: WorkflowHandle[Any, Any], purchases: int) -> int:
+async def _wait_for_orders(journey: JourneyHandle, purchases: int) -> int:
     deadline = time.monotonic() + 300
     while True:
         with contextlib.suppress(RPCError):  # the run may be continuing as new just now
-            view = await handle.query("state", result_type=JourneyView)
-            if view.metrics["orders"] >= purchases:
+            view = await journey.state()
+            if view is not None and view.metrics["orders"] >= purchases:
                 return int(view.metrics["orders"])
         if time.monotonic() > deadline:
             raise RuntimeError(f"the journey had not counted {purchases} purchases after 300 s")
         await asyncio.sleep(0.5)
 
 
-async def _run_histories(stack: Stack, customer: str) -> list[dict[str, Any]]:
+async def _run_histories(journey: JourneyHandle) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
-    run_id: str | None = None
-    while True:
-        handle = stack.client.get_workflow_handle(workflow_id(JOURNEY, customer), run_id=run_id)
-        history = await handle.fetch_history()
-        runs.insert(
-            0,
+    for run_id in await journey.run_ids():
+        history = await journey.history(run_id)
+        runs.append(
             {
                 "events": len(history.events),
                 "kib": round(sum(event.ByteSize() for event in history.events) / 1024, 1),
-            },
+            }
         )
-        started = history.events[0].workflow_execution_started_event_attributes
-        run_id = started.continued_execution_run_id or None
-        if run_id is None:
-            return runs
+    return runs
 
 
 # --- simulation -----------------------------------------------------------------------------

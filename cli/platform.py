@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from client.platform import Cyklo
+from workflows.interface import SupportKind
 
 customer_app = typer.Typer(help="Customer profiles.", no_args_is_help=True)
 
@@ -82,16 +82,8 @@ def inspect(customer_id: str, as_json: Annotated[bool, typer.Option("--json")] =
     typer.echo(json.dumps(record, indent=2, ensure_ascii=False) if as_json else report(record))
 
 
-class Action(StrEnum):
-    pause = "pause"
-    resume = "resume"
-    skip_wait = "skip_wait"
-    move_to = "move_to"
-    exit = "exit"
-
-
 def act(
-    action: Action,
+    action: SupportKind,
     customer_id: str,
     journey: Annotated[str, typer.Option(help="Journey id.")] = "lifecycle",
     stage: Annotated[str | None, typer.Option(help="For move_to.")] = None,

@@ -23,9 +23,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy.exc import IntegrityError
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from definition.events import PropertyProblem, ValueKind, checked_properties, declared
 from definition.identifiers import EMAIL_ADDRESS, EventId, Identifier
@@ -33,8 +31,8 @@ from definition.model import Journey
 from settings import Settings, get_settings
 from storage.database import session_for
 from storage.models import Event
-from workflows.interface import JourneyEvent, JourneyInput, workflow_id
-from workflows.journey import CUSTOMER_ID, JOURNEY_ID, JourneyWorkflow
+from workflows.handle import Journeys
+from workflows.interface import JourneyEvent, JourneyInput
 
 Routing = Literal["accepted", "duplicate"]
 
@@ -108,6 +106,7 @@ class EventRouter:
         self.client = client
         self.settings = settings
         self.journeys = journeys
+        self.handles = Journeys(client, timedelta(seconds=settings.temporal_rpc_timeout_seconds))
 
     async def route(
         self, event: IncomingEvent, *, clock_offset: Any = None, budget: float | None = None
@@ -128,10 +127,6 @@ class EventRouter:
             raise
         return "accepted"
 
-    @property
-    def _rpc_timeout(self) -> timedelta:
-        return timedelta(seconds=self.settings.temporal_rpc_timeout_seconds)
-
     async def _deliver(self, event: IncomingEvent, clock_offset: Any) -> None:
         payload = JourneyEvent(
             event_id=event.event_id,
@@ -142,10 +137,18 @@ class EventRouter:
         for journey in self.journeys:
             if event.type not in journey.event_types():
                 continue
+            handle = self.handles.of(journey.journey, event.customer_id)
             if event.type in journey.entry_event_types():
-                await self._signal_with_start(journey.journey, event.customer_id, payload, clock_offset)
+                extra = {"clock_offset": clock_offset} if clock_offset is not None else {}
+                start = JourneyInput(
+                    journey_id=journey.journey,
+                    customer_id=event.customer_id,
+                    events_per_run=self.settings.events_per_run,
+                    **extra,
+                )
+                await handle.enter(payload, start, self.settings.task_queue)
             else:
-                await self._signal_running(journey.journey, event.customer_id, payload)
+                await handle.deliver(payload)
 
     def _forget(self, event: IncomingEvent) -> None:
         with session_for(self.settings.database_url) as session:
@@ -170,37 +173,3 @@ class EventRouter:
             except IntegrityError:
                 return False
         return True
-
-    async def _signal_with_start(
-        self, journey_id: str, customer_id: str, event: JourneyEvent, clock_offset: Any
-    ) -> None:
-        extra = {"clock_offset": clock_offset} if clock_offset is not None else {}
-        await self.client.start_workflow(
-            JourneyWorkflow.run,
-            JourneyInput(
-                journey_id=journey_id,
-                customer_id=customer_id,
-                events_per_run=self.settings.events_per_run,
-                **extra,
-            ),
-            id=workflow_id(journey_id, customer_id),
-            task_queue=self.settings.task_queue,
-            start_signal="event",
-            start_signal_args=[event],
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            rpc_timeout=self._rpc_timeout,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(JOURNEY_ID, journey_id)]
-            ),
-        )
-
-    async def _signal_running(self, journey_id: str, customer_id: str, event: JourneyEvent) -> None:
-        handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(
-            workflow_id(journey_id, customer_id)
-        )
-        try:
-            await handle.signal("event", event, rpc_timeout=self._rpc_timeout)
-        except RPCError as error:
-            # No journey running for this customer: the event matters to it only once entered.
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise

@@ -18,7 +18,6 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlmodel import col, select
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from connection import data_converter, installed_binary, quiet_runtime, register_search_attributes
@@ -34,7 +33,8 @@ from storage import customers, journey_versions
 from storage.database import migrate, session_for
 from storage.models import Message
 from worker import ACTIVITY_THREADS, build_worker
-from workflows.interface import JourneyView, workflow_id
+from workflows.handle import JourneyHandle
+from workflows.interface import JourneyView
 
 
 @functools.cache
@@ -142,12 +142,15 @@ async def _run(
             views = {}
             histories: list[str] = []
             for definition in definitions:
-                view = await _view(env, definition.journey, scenario.customer.id)
+                journey = JourneyHandle(env.client, definition.journey, scenario.customer.id)
+                view = await journey.state()
                 if view is not None:
                     views[definition.journey] = view
                     timeline.extend(_stages(view, tz))
                     if record_histories:
-                        histories.extend(await _histories(env, definition.journey, scenario.customer.id))
+                        histories.extend(
+                            [(await journey.history(run)).to_json() for run in await journey.run_ids()]
+                        )
     timeline.extend(_messages(settings, scenario.customer.id, tz))
     timeline.sort(key=lambda entry: (entry.at, _KIND_ORDER[entry.kind]))
     return SimulationResult(timeline=timeline, journeys=views, histories=histories)
@@ -160,30 +163,6 @@ async def _sleep_until(env: WorkflowEnvironment, offset: timedelta, moment: date
     remaining = moment - (await env.get_current_time() + offset)
     if remaining > timedelta(0):
         await env.sleep(remaining)
-
-
-async def _view(env: WorkflowEnvironment, journey_id: str, customer_id: str) -> JourneyView | None:
-    handle = env.client.get_workflow_handle(workflow_id(journey_id, customer_id))
-    try:
-        return await handle.query("state", result_type=JourneyView)
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:  # the customer never entered this journey
-            return None
-        raise
-
-
-async def _histories(env: WorkflowEnvironment, journey_id: str, customer_id: str) -> list[str]:
-    """Every run of the continue-as-new chain, following each run back to the one before."""
-    found: list[str] = []
-    run_id: str | None = None
-    while True:
-        handle = env.client.get_workflow_handle(workflow_id(journey_id, customer_id), run_id=run_id)
-        history = await handle.fetch_history()
-        found.insert(0, history.to_json())
-        started = history.events[0].workflow_execution_started_event_attributes
-        run_id = started.continued_execution_run_id or None
-        if run_id is None:
-            return found
 
 
 def _stages(view: JourneyView, tz: Any) -> list[TimelineEntry]:

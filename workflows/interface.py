@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, assert_never
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -70,6 +70,27 @@ class SupportKind(StrEnum):
     SKIP_WAIT = "skip_wait"
     MOVE_TO = "move_to"
     EXIT = "exit"
+
+    @property
+    def label(self) -> str:
+        """The support page's button."""
+        match self:
+            case SupportKind.PAUSE:
+                return "Pause"
+            case SupportKind.RESUME:
+                return "Resume"
+            case SupportKind.SKIP_WAIT:
+                return "Skip the wait"
+            case SupportKind.MOVE_TO:
+                return "Move to stage"
+            case SupportKind.EXIT:
+                return "Exit journey"
+            case _:
+                assert_never(self)
+
+    @property
+    def needs_stage(self) -> bool:
+        return self is SupportKind.MOVE_TO
 
 
 class SupportAction(BaseModel):

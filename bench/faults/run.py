@@ -46,7 +46,7 @@ from stack.local import Ports, connect_when_ready, free_port, temporal_dev_serve
 from storage import customers as profiles
 from storage.database import engine_for, normalise_url, session_for
 from storage.models import Message
-from workflows.interface import JourneyView, workflow_id
+from workflows.handle import JourneyHandle
 
 JOURNEY = "lifecycle"
 PREDICTION_WINDOW = timedelta(hours=1)
@@ -330,12 +330,12 @@ class FaultRun:
         return counts
 
     async def _check_journey(self, customer: Customer, counts: Counts) -> None:
-        handle = self.stack.client.get_workflow_handle(workflow_id(JOURNEY, customer.id))
+        journey = JourneyHandle(self.stack.client, JOURNEY, customer.id, rpc_timeout=timedelta(seconds=10))
         why = "no answer"
         # A workflow task or activity may still be finishing what the last fault interrupted.
         for _ in range(15):
             try:
-                described = await handle.describe(rpc_timeout=timedelta(seconds=10))
+                described = await journey.workflow.describe(rpc_timeout=timedelta(seconds=10))
                 raw = described.raw_description
                 if described.status != WorkflowExecutionStatus.RUNNING:
                     why = f"status {described.status.name if described.status else '?'}"
@@ -343,10 +343,9 @@ class FaultRun:
                     why = f"{len(raw.pending_activities)} activities pending (attempt {raw.pending_activities[0].attempt})"
                 elif raw.HasField("pending_workflow_task"):
                     why = f"workflow task pending (attempt {raw.pending_workflow_task.attempt})"
+                elif (view := await journey.state()) is None:
+                    why = "no such journey"
                 else:
-                    view = await handle.query(
-                        "state", result_type=JourneyView, rpc_timeout=timedelta(seconds=10)
-                    )
                     recorded = {event.event_id for event in view.recent_events}
                     missing = [event_id for event_id in customer.accepted if event_id not in recorded]
                     if missing:
