@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import requires
 from api.models import CustomerIdPath
 from api.support import visibility_literal
-from definition.model import Channel
+from definition.channels import Channel
 from settings import Settings
 from storage import consents, journey_versions
 from storage.database import session_for

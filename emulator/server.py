@@ -26,17 +26,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, cast, get_args
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import phonenumbers
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from activities.sms import sms_encoding
+from definition.channels import Channel
 from emulator.signing import sign_sendgrid, sign_twilio
 
-Channel = Literal["email", "sms"]
-CHANNELS: tuple[Channel, ...] = get_args(Channel)
+CHANNELS = (Channel.EMAIL, Channel.SMS)
+"""The channels emulated (SendGrid, Twilio); a webhook's receiver is the shop's own."""
 
 SENDGRID_PATH = "/v3/mail/send"
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
@@ -165,19 +166,19 @@ class ProviderEmulator:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def messages(self, channel: Channel | None = None) -> list[RecordedMessage]:
+    def messages(self, channel: str | None = None) -> list[RecordedMessage]:
         """Accepted messages, oldest first."""
         with self._lock:
             return [message for message in self._messages if channel is None or message.channel == channel]
 
-    def attempts(self, channel: Channel) -> int:
+    def attempts(self, channel: str) -> int:
         """Requests that reached the channel's endpoint, accepted or not."""
         with self._lock:
             return self._attempts[_checked(channel)]
 
     def fail_next(
         self,
-        channel: Channel,
+        channel: str,
         status: int,
         count: int = 1,
         retry_after: int | None = None,
@@ -195,7 +196,7 @@ class ProviderEmulator:
         with self._lock:
             self._faults[_checked(channel)].append(_Fault(status, count, retry_after, code))
 
-    def hold(self, channel: Channel) -> None:
+    def hold(self, channel: str) -> None:
         """Accept and record the channel's requests at once, but answer none until release()."""
         with self._lock:
             self._held.setdefault(_checked(channel), threading.Event())
@@ -233,7 +234,7 @@ class ProviderEmulator:
         webhooks = self._webhooks
         if webhooks is None:
             raise RuntimeError("no webhooks configured: call send_webhooks_to() first")
-        if message.channel == "email":
+        if message.channel is Channel.EMAIL:
             body = json.dumps(
                 [
                     {
@@ -298,7 +299,7 @@ class ProviderEmulator:
     def _report_delivery(self, message: RecordedMessage) -> None:
         if self._webhooks is None:
             return
-        events = ("processed", "delivered") if message.channel == "email" else ("sent", "delivered")
+        events = ("processed", "delivered") if message.channel is Channel.EMAIL else ("sent", "delivered")
 
         def deliver() -> None:
             # Like the real providers, news of delivery comes a moment after the answer.
@@ -424,12 +425,12 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
         # --- SendGrid ------------------------------------------------------------------
 
         def _sendgrid(self, body: bytes) -> None:
-            emulator._attempt("email")
+            emulator._attempt(Channel.EMAIL)
             scheme, _, token = self.headers.get("Authorization", "").partition(" ")
             if scheme != "Bearer" or not token.strip():
                 self._sendgrid_errors(401, "The provided authorization grant is invalid, expired, or revoked")
                 return
-            fault = emulator._take_fault("email")
+            fault = emulator._take_fault(Channel.EMAIL)
             if fault is not None:
                 headers: dict[str, str] = {}
                 if fault.status == 429:
@@ -457,7 +458,7 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
             contents = {item["type"]: item["value"] for item in mail.get("content", [])}
             provider_id = secrets.token_urlsafe(16)
             message = RecordedMessage(
-                channel="email",
+                channel=Channel.EMAIL,
                 provider_id=provider_id,
                 to=personalization["to"][0]["email"],
                 sender=mail["from"]["email"],
@@ -480,7 +481,7 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
         # --- Twilio --------------------------------------------------------------------
 
         def _twilio(self, account_sid: str, body: bytes) -> None:
-            emulator._attempt("sms")
+            emulator._attempt(Channel.SMS)
             if self._basic_user() != account_sid:
                 self._twilio_error(401, 20003)
                 return
@@ -489,7 +490,7 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
                 for key, values in parse_qs(body.decode("ascii", "replace"), keep_blank_values=True).items()
             }
             to = str(form.get("To", ""))
-            fault = emulator._take_fault("sms")
+            fault = emulator._take_fault(Channel.SMS)
             if fault is not None:
                 code = fault.code or TWILIO_CODE_FOR_STATUS.get(fault.status, fault.status)
                 self._twilio_error(fault.status, code, to, _retry_after(fault))
@@ -500,7 +501,7 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
                 return
             sid = "SM" + secrets.token_hex(16)
             message = RecordedMessage(
-                channel="sms",
+                channel=Channel.SMS,
                 provider_id=sid,
                 to=to,
                 sender=str(form.get("From", "")),
@@ -519,7 +520,7 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
             if self._basic_user() != account_sid:
                 self._twilio_error(401, 20003)
                 return
-            fault = emulator._take_fault("sms")
+            fault = emulator._take_fault(Channel.SMS)
             if fault is not None:
                 code = fault.code or TWILIO_CODE_FOR_STATUS.get(fault.status, fault.status)
                 self._twilio_error(fault.status, code, headers=_retry_after(fault))
@@ -617,7 +618,7 @@ def _handler_for(emulator: ProviderEmulator) -> type[BaseHTTPRequestHandler]:
 def _checked(channel: str) -> Channel:
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}")
-    return cast(Channel, channel)
+    return Channel(channel)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -754,7 +755,7 @@ def outbox_page(messages: list[RecordedMessage]) -> str:
     cards = []
     for message in reversed(messages):
         when = message.received_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-        if message.channel == "email":
+        if message.channel is Channel.EMAIL:
             body = (
                 f"<b>{escape(message.subject or '')}</b><br>"
                 f'<iframe sandbox="" style="width:100%;height:420px;border:1px solid #ddd" '

@@ -18,8 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 with workflow.unsafe.imports_passed_through():
     from definition.conditions import ConditionError, evaluate
     from definition.durations import format_duration
-    from definition.events import invalid_declared
-    from definition.metrics import REACTION_EVENTS
+    from definition.events import Meaning, invalid_declared, meaning
     from definition.model import Journey
     from definition.program import (
         Branch,
@@ -58,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         WaitingFor,
         bounded,
     )
+    from workflows.retries import SEND_RETRY
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
@@ -79,14 +79,6 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 SKIP_INVALID_EVENTS = "skip-invalid-events"
 """Patch: an event whose properties the workflow cannot use is recorded and skipped (before,
 a wrong category failed the workflow task for good, and a missing amount counted as 0)."""
-
-SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=25,
-)
-
 
 @workflow.defn(name="Journey")
 class JourneyWorkflow:
@@ -335,15 +327,7 @@ class JourneyWorkflow:
             state.recent_events = bounded([*state.recent_events, record], RECENT_EVENTS)
             return
         state.last_event_at[event.type] = self._now()
-        if event.type == "purchase":
-            amount = event.properties.get("amount", 0)
-            state.metrics.record_purchase(
-                min(event.occurred_at, self._now()),
-                float(amount) if isinstance(amount, (int, float)) else 0.0,
-                event.properties.get("category"),
-            )
-        elif event.type in REACTION_EVENTS:
-            state.metrics.record_reaction(event.type)
+        state.metrics.record(event.type, event.properties, event.occurred_at, self._now())
         record.effect = self._react(event)
         state.recent_events = bounded([*state.recent_events, record], RECENT_EVENTS)
 
@@ -375,7 +359,7 @@ class JourneyWorkflow:
             state.wake_at = state.wake_reason = None
             state.pc += 1
             return "ended a wait_for"
-        return "metrics updated" if event.type == "purchase" else "recorded"
+        return "metrics updated" if meaning(event.type) is Meaning.ORDER else "recorded"
 
     def _fire_due_transitions(self) -> None:
         now = self._now()
@@ -443,7 +427,7 @@ class JourneyWorkflow:
                     return False
                 resume = (
                     None
-                    if instruction.spec.transactional
+                    if instruction.spec.transactional or not instruction.spec.channel.reaches_customer
                     else quiet_until(now, state.timezone, self._definition().quiet_hours)
                 )
                 if resume is not None:
@@ -530,6 +514,7 @@ class JourneyWorkflow:
             channel=send.spec.channel,
             template=send.spec.template,
             transactional=send.spec.transactional,
+            url=send.spec.url,
             send_at=self._now(),
             metrics=state.metrics.view(self._now()),
             event=_event_context(state.stage_event),
