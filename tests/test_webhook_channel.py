@@ -3,6 +3,7 @@ but not the customer's (consent, quiet hours, cap). Real workflow, activity, dat
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,8 +52,9 @@ def _journeys(tmp_path: Path, receiver: Receiver) -> Path:
 
 
 async def test_webhook_is_signed_carries_the_ledger_key_and_ignores_consent_and_quiet_hours(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="activities.send")
     database = f"sqlite:///{tmp_path}/cyklo.db"
     # 22:30 in Warsaw, no consent at all: an email would wait and then be suppressed.
     scenario = make_scenario(
@@ -77,6 +79,8 @@ async def test_webhook_is_signed_carries_the_ledger_key_and_ignores_consent_and_
     ]
     assert first.headers["X-Cyklo-Message-Id"] == str(rows[0].id)
     assert first.json()["code"] == rows[0].discount_code
+    sends = [record.getMessage() for record in caplog.records if record.name == "activities.send"]
+    assert sends == [f"send webhook message {row.id} shop_sync/new_customer attempt 1: sent" for row in rows]
 
 
 async def test_webhook_503_is_retried_after_retry_after_and_a_400_is_recorded_and_the_journey_goes_on(
