@@ -234,7 +234,7 @@ class ProviderEmulator:
         webhooks = self._webhooks
         if webhooks is None:
             raise RuntimeError("no webhooks configured: call send_webhooks_to() first")
-        if message.channel is Channel.EMAIL:
+        if message.channel == Channel.EMAIL:
             body = json.dumps(
                 [
                     {
@@ -299,7 +299,7 @@ class ProviderEmulator:
     def _report_delivery(self, message: RecordedMessage) -> None:
         if self._webhooks is None:
             return
-        events = ("processed", "delivered") if message.channel is Channel.EMAIL else ("sent", "delivered")
+        events = ("processed", "delivered") if message.channel == Channel.EMAIL else ("sent", "delivered")
 
         def deliver() -> None:
             # Like the real providers, news of delivery comes a moment after the answer.
@@ -755,7 +755,7 @@ def outbox_page(messages: list[RecordedMessage]) -> str:
     cards = []
     for message in reversed(messages):
         when = message.received_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-        if message.channel is Channel.EMAIL:
+        if message.channel == Channel.EMAIL:
             body = (
                 f"<b>{escape(message.subject or '')}</b><br>"
                 f'<iframe sandbox="" style="width:100%;height:420px;border:1px solid #ddd" '
