@@ -29,6 +29,7 @@ from twilio.base.exceptions import TwilioException
 
 from activities.provider_errors import InvalidPhone
 from activities.sms import TWILIO_OUTCOMES, normalize_phone, twilio_client
+from definition.statuses import MessageStatus
 from settings import Settings
 from storage import ledger
 from storage.database import session_for
@@ -188,7 +189,7 @@ def _twilio_problem(error: TwilioException) -> str:
 
 
 def _record(settings: Settings, message: Message, listed: Listed) -> Settlement:
-    status = TWILIO_OUTCOMES.get(listed.status, "sent")  # queued, sending…: Twilio took it
+    status = TWILIO_OUTCOMES.get(listed.status, MessageStatus.SENT)  # queued, sending…: Twilio took it
     detail = f"twilio {listed.error_code}" if listed.error_code else None
 
     def apply(session: Session, current: Message) -> None:
@@ -204,7 +205,7 @@ def _record(settings: Settings, message: Message, listed: Listed) -> Settlement:
 def _record_not_sent(settings: Settings, message: Message) -> Settlement:
     def apply(session: Session, current: Message) -> None:
         ledger.apply_evidence(
-            session, current, "failed", "reconcile: Twilio lists no such message", "never sent"
+            session, current, MessageStatus.FAILED, "reconcile: Twilio lists no such message", "never sent"
         )
 
     return _change(settings, message, apply, "settled: failed (Twilio lists no such message: never sent)")

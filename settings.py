@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
@@ -49,9 +51,14 @@ class Settings(BaseSettings):
     sms_from: str = Field("+48500000000", validation_alias=_env("CYKLO_SMS_FROM"))
     default_phone_region: str = Field("PL", validation_alias=_env("CYKLO_DEFAULT_PHONE_REGION"))
 
+    webhook_secret: str = Field("", validation_alias=_env("CYKLO_WEBHOOK_SECRET"))
+    """Signs every webhook step's POST (X-Cyklo-Signature); without it webhooks are recorded failed."""
+
     provider_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("CYKLO_PROVIDER_TIMEOUT"))
     render_seconds: float = Field(2.0, gt=0, validation_alias=_env("CYKLO_RENDER_SECONDS"))
     """Time one message's templates may take to render; past it the message is a template error."""
+    log_level: str = Field("INFO", validation_alias=_env("CYKLO_LOG_LEVEL"))
+    """DEBUG, INFO, WARNING or ERROR: what cyklo's processes log (to stderr)."""
 
     api_keys: str = Field("", validation_alias=_env("CYKLO_API_KEYS"))
     """`KEY=scope,scope;KEY2=scope`: scopes events, support:read, support:write."""
@@ -69,6 +76,13 @@ class Settings(BaseSettings):
     shop_name: str = Field("cyklo shop", validation_alias=_env("CYKLO_SHOP_NAME"))
     shop_url: str = Field("https://shop.example.com", validation_alias=_env("CYKLO_SHOP_URL"))
     currency: str = Field("PLN", validation_alias=_env("CYKLO_CURRENCY"))
+
+    @field_validator("log_level")
+    @classmethod
+    def _level_name(cls, level: str) -> str:
+        if level.upper() not in LOG_LEVELS:
+            raise ValueError(f"CYKLO_LOG_LEVEL: use one of {', '.join(LOG_LEVELS)}")
+        return level.upper()
 
     @field_validator("session_secret")
     @classmethod

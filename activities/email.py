@@ -5,12 +5,14 @@ from __future__ import annotations
 import http.client
 import threading
 import urllib.error
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, Content, CustomArg, From, Header, Mail, Subject, To
 
+from activities.adapter import Delivery
 from activities.provider_errors import (
     ProviderAmbiguous,
     ProviderRejected,
@@ -18,6 +20,8 @@ from activities.provider_errors import (
     retry_after_seconds,
 )
 from settings import Settings
+from storage.models import Customer, Message
+from workflows.interface import SendRequest
 
 _clients = threading.local()
 
@@ -113,3 +117,41 @@ def send_email(email: OutgoingEmail, settings: Settings) -> str:
         # Raised while waiting for or reading the answer: the request was sent in full.
         raise ProviderAmbiguous(f"SendGrid did not answer: {type(error).__name__}: {error}") from error
     return str(response.headers.get("X-Message-Id", ""))
+
+
+class EmailChannel:
+    """The email adapter (activities.adapter.ChannelAdapter)."""
+
+    def refusal(self, customer: Customer, transactional: bool) -> str | None:
+        if not customer.email:
+            return "no email address"
+        if customer.email_suppressed:
+            return "email suppressed after a hard bounce or spam report"
+        if not transactional and not customer.consent_email:
+            return "no marketing consent for email"
+        return None
+
+    def destination(self, customer: Customer, request: SendRequest, settings: Settings) -> str:
+        assert customer.email is not None, "refused when claimed"
+        return customer.email
+
+    def check(self, message: Message, rendered: Mapping[str, str]) -> str | None:
+        return size_problem(rendered["subject.txt"], rendered["html"], rendered["txt"])
+
+    def deliver(self, delivery: Delivery, settings: Settings) -> str | None:
+        request = delivery.request
+        email = OutgoingEmail(
+            to=delivery.destination,
+            to_name=delivery.first_name,
+            subject=delivery.rendered["subject.txt"],
+            html=delivery.rendered["html"],
+            text=delivery.rendered["txt"],
+            custom_args={
+                "cyklo_message_id": str(delivery.message_id),
+                "customer_id": request.customer_id,
+                "journey_id": request.journey_id,
+            },
+            categories=[request.journey_id, request.template],
+            unsubscribe_url=delivery.unsubscribe_url,
+        )
+        return send_email(email, settings)

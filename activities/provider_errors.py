@@ -6,6 +6,9 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
+import requests
+from urllib3.exceptions import ConnectTimeoutError
+
 
 class ProviderRetryable(Exception):
     """429, 5xx, or a connection that never carried the request: the same request may succeed later."""
@@ -60,3 +63,14 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def never_connected(error: requests.ConnectionError) -> bool:
+    """Whether `requests` failed before the request left: a refused, unresolvable or timed-out
+    connection, which is safe to retry, unlike one dropped while waiting for the answer."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    # requests wraps urllib3's MaxRetryError; its reason tells a refused or unresolvable
+    # connection (NewConnectionError subclasses ConnectTimeoutError) from a dropped one.
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, ConnectTimeoutError)

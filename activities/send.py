@@ -1,41 +1,48 @@
-"""The send activity: consent, frequency cap, render, provider call, ledger — exactly once.
+"""The send activity: claim → render → deliver → record, exactly once.
 
-The ledger row for a step occurrence is claimed (unique idempotency key) and marked
-`sending` before the provider is called, in the same transaction as the consent and cap
-checks. A retry that finds `sending` cannot know whether the provider took the message,
-so it records the message failed instead of risking a duplicate: at most once.
+The ledger row for a step occurrence is claimed (unique idempotency key) in the same
+transaction as the consent and cap checks, and marked `sending` just before the provider is
+called. A retry that finds `sending` cannot know whether the provider took the message, so it
+records the message failed instead of risking a duplicate: at most once.
+
+Errors stay at their depth: only the render's own errors make a `template error`. A database
+error (reading templates, claiming, recording) leaves the activity to its retry policy, the
+row still `pending` when the provider was not called, so the message goes out later, once; a
+provider's id already got is kept in the activity's heartbeat, so a retry only records it.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.email import OutgoingEmail, send_email
-from activities.email import size_problem as email_size_problem
+from activities.adapter import ChannelAdapter, Delivery
+from activities.channels import adapter_for
 from activities.provider_errors import InvalidPhone, ProviderAmbiguous, ProviderRejected, ProviderRetryable
-from activities.sms import normalize_phone, send_sms, sms_encoding
-from activities.sms import size_problem as sms_size_problem
 from definition import templates
-from definition.sandbox import LimitExceeded
+from definition.channels import CUSTOMER_CHANNELS
+from definition.sandbox import BoundedEnvironment, LimitExceeded
+from definition.statuses import COUNTS_TOWARD_CAP, MessageStatus
 from settings import Settings
 from storage import journey_versions, ledger
 from storage.database import session_for
 from storage.models import Customer, Message, utcnow
-from workflows.interface import SEND_MAX_ATTEMPTS, SendOutcome, SendRequest
+from workflows.interface import SendOutcome, SendRequest
+from workflows.retries import SEND_MAX_ATTEMPTS
 
 CAP_MESSAGES = 3
 CAP_WINDOW = timedelta(days=7)
-DELIVERED_STATUSES = ("sent", "delivered", "opened", "clicked")
-"""Statuses of a message the customer got (or is getting): what the cap counts."""
-FINAL_STATUSES = (*DELIVERED_STATUSES, "suppressed", "capped", "failed", "bounced")
+
+log = logging.getLogger(__name__)
 
 
 class MessageTooLarge(ValueError):
@@ -48,51 +55,83 @@ class MessageSender:
 
     @activity.defn(name="send_message")
     def send_message(self, request: SendRequest) -> SendOutcome:
+        outcome = self._send(request)
+        # Ids and statuses only: the reason kept here is the public one, without provider text.
+        log.info(
+            "send %s message %s %s/%s attempt %s: %s%s",
+            request.channel,
+            outcome.message_id,
+            request.journey_id,
+            request.template,
+            activity.info().attempt,
+            outcome.status,
+            f" ({outcome.reason})" if outcome.reason else "",
+        )
+        return outcome
+
+    def _send(self, request: SendRequest) -> SendOutcome:
+        channel = adapter_for(request.channel)
+        delivered = _delivered_before()
+        if delivered is not None:
+            return self._record_sent(*delivered)
+        environment, locales = _templates(
+            self.settings.database_url, request.journey_id, request.journey_version
+        )
         with session_for(self.settings.database_url) as session:
             message, customer = self._claim(session, request)
-            if message.status != "sending":
+            if message.status != MessageStatus.PENDING:
                 return _outcome(message, customer)
             assert customer is not None, "a message without a profile is suppressed when claimed"
             try:
-                rendered = self._render(session, request, message, customer)
-                destination = self._destination(request, customer)
+                destination = channel.destination(customer, request, self.settings)
             except InvalidPhone as problem:
-                return _outcome(_finish(session, message, "failed", str(problem)), customer)
-            except (LimitExceeded, MessageTooLarge) as problem:
-                return _outcome(_finish(session, message, "failed", f"template error: {problem}"), customer)
-            except Exception as problem:  # a template failing at render time, whatever its error
-                reason = f"template error: {type(problem).__name__}: {problem}"
-                return _outcome(_finish(session, message, "failed", reason), customer)
-
-        try:
-            if request.channel == "email":
-                provider_id = send_email(
-                    OutgoingEmail(
-                        to=destination,
-                        to_name=customer.first_name,
-                        subject=rendered["subject.txt"],
-                        html=rendered["html"],
-                        text=rendered["txt"],
-                        custom_args={
-                            "cyklo_message_id": str(message.id),
-                            "customer_id": request.customer_id,
-                            "journey_id": request.journey_id,
-                        },
-                        categories=[request.journey_id, request.template],
-                        unsubscribe_url=None
-                        if request.transactional
-                        else _links(self.settings, message)["unsubscribe"],
-                    ),
-                    self.settings,
+                return _outcome(_finish(session, message, MessageStatus.FAILED, str(problem)), customer)
+            try:
+                rendered = self._render(environment, locales, request, message, customer)
+                too_large = channel.check(message, rendered)
+                if too_large is not None:
+                    raise MessageTooLarge(too_large)
+            except (LimitExceeded, MessageTooLarge, templates.OutputNotJson) as problem:
+                return _outcome(
+                    _finish(session, message, MessageStatus.FAILED, f"template error: {problem}"), customer
                 )
-            else:
-                provider_id = send_sms(destination, rendered["txt"], self.settings)
+            except Exception as problem:  # the template's own error at render time, whatever it is
+                reason = f"template error: {type(problem).__name__}: {problem}"
+                return _outcome(_finish(session, message, MessageStatus.FAILED, reason), customer)
+            if not _mark_sending(session, message):
+                # A timed-out attempt still running took the row over: its call decides.
+                session.refresh(message)
+                return _outcome(message, customer)
+        return self._deliver(channel, request, message, customer, destination, rendered)
+
+    def _deliver(
+        self,
+        channel: ChannelAdapter,
+        request: SendRequest,
+        message: Message,
+        customer: Customer,
+        destination: str,
+        rendered: dict[str, str],
+    ) -> SendOutcome:
+        assert message.id is not None
+        delivery = Delivery(
+            request=request,
+            message_id=message.id,
+            destination=destination,
+            first_name=customer.first_name,
+            rendered=rendered,
+            unsubscribe_url=None if request.transactional else _links(self.settings, message)["unsubscribe"],
+        )
+        try:
+            provider_id = channel.deliver(delivery, self.settings)
         except ProviderRetryable as problem:
             with session_for(self.settings.database_url) as session:
                 if activity.info().attempt >= SEND_MAX_ATTEMPTS:
-                    failed = _finish(session, message, "failed", f"provider unavailable: {problem.message}")
+                    failed = _finish(
+                        session, message, MessageStatus.FAILED, f"provider unavailable: {problem.message}"
+                    )
                     return _outcome(failed, customer)
-                _finish(session, message, "retrying", problem.message)
+                _finish(session, message, MessageStatus.RETRYING, problem.message)
             raise ApplicationError(
                 f"provider busy or down, will retry: {problem.message}",
                 type="ProviderRetryable",
@@ -101,38 +140,44 @@ class MessageSender:
         except ProviderAmbiguous as problem:
             reason = f"{ledger.OUTCOME_UNKNOWN}: {problem.message}; not resent, to avoid a duplicate"
             with session_for(self.settings.database_url) as session:
-                assert message.id is not None
                 return _outcome(ledger.record_outcome_unknown(session, message.id, reason), customer)
         except ProviderRejected as problem:
             with session_for(self.settings.database_url) as session:
                 return _outcome(
-                    _finish(session, message, "failed", f"{problem.code}: {problem.message}"), customer
+                    _finish(session, message, MessageStatus.FAILED, f"{problem.code}: {problem.message}"),
+                    customer,
                 )
+        # The provider took it: should recording fail, the next attempt finds this and only records.
+        activity.heartbeat(message.id, provider_id)
+        return self._record_sent(message.id, provider_id)
 
+    def _record_sent(self, message_id: int, provider_id: str | None) -> SendOutcome:
         with session_for(self.settings.database_url) as session:
             # Read again: a delivery webhook may already have moved the row past `sent`.
-            current = session.get(Message, message.id)
+            current = session.get(Message, message_id)
             assert current is not None
-            current.provider_message_id = provider_id
-            ledger.advance_status(session, current, "sent")
+            if provider_id:
+                current.provider_message_id = provider_id
+            ledger.advance_status(session, current, MessageStatus.SENT)
             session.add(current)
             session.commit()
-            return _outcome(current, customer)
+            return _outcome(current, session.get(Customer, current.customer_id))
 
     def _claim(self, session: Session, request: SendRequest) -> tuple[Message, Customer | None]:
-        """Find or create the ledger row and decide, under the customer's lock, whether to send."""
+        """Find or create the ledger row and decide, under the customer's lock, whether to send:
+        `pending` if it may go, otherwise what the row already says or the refusal."""
         customer = _locked_customer(session, request.customer_id)
         message = session.exec(
             select(Message).where(Message.idempotency_key == request.idempotency_key)
         ).first()
-        if message is not None and message.status in FINAL_STATUSES:
+        if message is not None and MessageStatus(message.status).final:
             session.rollback()
             return message, customer
-        if message is not None and message.status == "sending":
+        if message is not None and message.status == MessageStatus.SENDING:
             reason = (
                 f"{ledger.OUTCOME_UNKNOWN}: an earlier attempt stopped during the provider call; not resent"
             )
-            return _finish(session, message, "failed", reason), customer
+            return _finish(session, message, MessageStatus.FAILED, reason), customer
         if message is None:
             message = Message(
                 idempotency_key=request.idempotency_key,
@@ -144,7 +189,7 @@ class MessageSender:
                 channel=request.channel,
                 template=request.template,
                 transactional=request.transactional,
-                status="pending",
+                status=MessageStatus.PENDING,
                 discount_code=_discount_code(),
                 scheduled_at=request.send_at,
             )
@@ -152,7 +197,7 @@ class MessageSender:
         if refusal is not None:
             status, reason = refusal
             return _finish(session, message, status, reason), customer
-        message.status = "sending"
+        message.status = MessageStatus.PENDING
         message.attempts += 1
         message.updated_at = utcnow()
         session.add(message)
@@ -165,11 +210,13 @@ class MessageSender:
         return message, customer
 
     def _render(
-        self, session: Session, request: SendRequest, message: Message, customer: Customer
+        self,
+        environment: BoundedEnvironment,
+        locales: list[str],
+        request: SendRequest,
+        message: Message,
+        customer: Customer,
     ) -> dict[str, str]:
-        environment, locales = _templates(
-            self.settings.database_url, request.journey_id, request.journey_version
-        )
         locale = customer.locale if customer.locale in locales else locales[0]
         context: dict[str, Any] = {
             "customer": {"first_name": customer.first_name, "locale": locale, "timezone": customer.timezone},
@@ -183,31 +230,45 @@ class MessageSender:
             },
             "links": _links(self.settings, message),
         }
-        rendered = templates.render(
+        return templates.render(
             environment,
             locale,
-            request.channel,  # type: ignore[arg-type]
+            request.channel,
             request.template,
             context,
             seconds=self.settings.render_seconds,
         )
-        if request.channel == "sms":
-            message.sms_encoding, message.sms_segments = sms_encoding(rendered["txt"])
-            session.add(message)
-            session.commit()
-            too_large = sms_size_problem(rendered["txt"])
-        else:
-            too_large = email_size_problem(rendered["subject.txt"], rendered["html"], rendered["txt"])
-        if too_large is not None:
-            raise MessageTooLarge(too_large)
-        return rendered
 
-    def _destination(self, request: SendRequest, customer: Customer) -> str:
-        if request.channel == "email":
-            assert customer.email is not None
-            return customer.email
-        assert customer.phone is not None
-        return normalize_phone(customer.phone, self.settings.default_phone_region)
+
+def _delivered_before() -> tuple[int, str | None] | None:
+    """(message id, provider id) if an earlier attempt handed the message over and then could
+    not record it (the database failed): this attempt must record it, never send it again."""
+    details = activity.info().heartbeat_details
+    if len(details) != 2:
+        return None
+    message_id, provider_id = details
+    return int(message_id), (str(provider_id) if provider_id is not None else None)
+
+
+def _mark_sending(session: Session, message: Message) -> bool:
+    """`pending` → `sending` for the attempt that claimed the row, committed before the call,
+    so that a later attempt knows the provider may have it; False if another attempt did."""
+    marked = session.execute(
+        update(Message)
+        .where(
+            col(Message.id) == message.id,
+            col(Message.status) == MessageStatus.PENDING,
+            col(Message.attempts) == message.attempts,
+        )
+        .values(
+            status=MessageStatus.SENDING,
+            sms_encoding=message.sms_encoding,
+            sms_segments=message.sms_segments,
+            updated_at=utcnow(),
+        )
+    )
+    session.commit()
+    return bool(cast(CursorResult[Any], marked).rowcount)
 
 
 def _locked_customer(session: Session, customer_id: str) -> Customer | None:
@@ -219,22 +280,17 @@ def _locked_customer(session: Session, customer_id: str) -> Customer | None:
     return session.exec(query).first()
 
 
-def _refusal(session: Session, request: SendRequest, customer: Customer | None) -> tuple[str, str] | None:
+def _refusal(
+    session: Session, request: SendRequest, customer: Customer | None
+) -> tuple[MessageStatus, str] | None:
     """Why this message must not go out, as (status, reason); None if it may."""
     if customer is None:
-        return "suppressed", "no customer profile"
-    address = customer.email if request.channel == "email" else customer.phone
-    if not address:
-        return "suppressed", f"no {'email address' if request.channel == 'email' else 'phone number'}"
-    if request.channel == "email" and customer.email_suppressed:
-        return "suppressed", "email suppressed after a hard bounce or spam report"
-    if request.channel == "sms" and customer.sms_suppressed:
-        return "suppressed", "SMS suppressed after STOP"
-    if request.transactional:
+        return MessageStatus.SUPPRESSED, "no customer profile"
+    refused = adapter_for(request.channel).refusal(customer, request.transactional)
+    if refused is not None:
+        return MessageStatus.SUPPRESSED, refused
+    if request.transactional or not request.channel.reaches_customer:
         return None
-    consent = customer.consent_email if request.channel == "email" else customer.consent_sms
-    if not consent:
-        return "suppressed", f"no marketing consent for {request.channel}"
     window_start = request.send_at - CAP_WINDOW
     recent = session.exec(
         select(func.count())
@@ -242,19 +298,20 @@ def _refusal(session: Session, request: SendRequest, customer: Customer | None) 
         .where(
             Message.customer_id == request.customer_id,
             col(Message.transactional).is_(False),
+            col(Message.channel).in_(CUSTOMER_CHANNELS),
             # In flight counts too: two journeys sending at once must not both pass.
-            col(Message.status).in_((*DELIVERED_STATUSES, "sending", "retrying")),
+            col(Message.status).in_(COUNTS_TOWARD_CAP),
             Message.scheduled_at > window_start,
             Message.scheduled_at <= request.send_at,
             Message.idempotency_key != request.idempotency_key,
         )
     ).one()
     if recent >= CAP_MESSAGES:
-        return "capped", f"frequency cap: {recent} marketing messages in the 7 days before"
+        return MessageStatus.CAPPED, f"frequency cap: {recent} marketing messages in the 7 days before"
     return None
 
 
-def _finish(session: Session, message: Message, status: str, reason: str | None) -> Message:
+def _finish(session: Session, message: Message, status: MessageStatus, reason: str | None) -> Message:
     message.status = status
     message.reason = reason
     message.updated_at = utcnow()
@@ -276,7 +333,7 @@ def _outcome(message: Message, customer: Customer | None) -> SendOutcome:
 def public_reason(message: Message) -> str | None:
     """The reason as the workflow may keep it: refusals verbatim (they hold no personal data),
     failures by their kind only, since provider texts can quote an address or number."""
-    if message.reason is None or message.status in ("suppressed", "capped"):
+    if message.reason is None or message.status in (MessageStatus.SUPPRESSED, MessageStatus.CAPPED):
         return message.reason
     return message.reason.split(":", 1)[0]
 
@@ -294,7 +351,7 @@ def _links(settings: Settings, message: Message) -> dict[str, str]:
 
 
 @lru_cache(maxsize=64)
-def _templates(database_url: str, journey_id: str, version: int) -> tuple[Any, list[str]]:
+def _templates(database_url: str, journey_id: str, version: int) -> tuple[BoundedEnvironment, list[str]]:
     """A published version's templates never change, so one environment per version serves."""
     from definition.model import Journey
 

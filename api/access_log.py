@@ -79,6 +79,7 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.session_secret,
         settings.sendgrid_api_key,
         settings.twilio_auth_token,
+        settings.webhook_secret,
     ]
 
 

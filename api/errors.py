@@ -92,8 +92,16 @@ def field_errors(problems: Iterable[Mapping[str, Any]]) -> list[FieldError]:
     return found
 
 
+def log_refusal(request: Request, code: int) -> None:
+    """One line per refused request: the route's template, never the path, whose ids and query
+    a caller may have filled with anything (an address, say)."""
+    route = getattr(request.scope.get("route"), "path", "(no route)")
+    log.info("refused %s %s: %d", request.method, route, code)
+
+
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    log_refusal(request, status.HTTP_422_UNPROCESSABLE_CONTENT)
     return refusal(status.HTTP_422_UNPROCESSABLE_CONTENT, field_errors(error.errors()))
 
 
@@ -114,6 +122,7 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
 
 async def _http_refusal(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
+    log_refusal(request, error.status_code)
     if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
         # Starlette names only the methods of the first route on the path; a path served by
         # several routes (GET, PUT and DELETE of a customer) allows all that OpenAPI declares.

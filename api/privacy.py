@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.dependencies import ClientDep, JourneysDep, SettingsDep, requires
 from api.models import CustomerIdPath, FromRow
 from api.support import visibility_literal
-from definition.model import Channel
+from definition.channels import Channel
 from settings import Settings
 from storage import consents, journey_versions
 from storage.database import session_for

@@ -28,6 +28,7 @@ from twilio.request_validator import RequestValidator
 
 from activities.sms import TWILIO_OUTCOMES
 from api.dependencies import RouterDep, SettingsDep
+from definition.statuses import MessageStatus
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
 from storage import ledger
@@ -37,12 +38,12 @@ from storage.models import Event
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 SENDGRID_STATUS = {
-    "processed": "sent",
-    "delivered": "delivered",
-    "open": "opened",
-    "click": "clicked",
-    "bounce": "bounced",
-    "dropped": "failed",
+    "processed": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "open": MessageStatus.OPENED,
+    "click": MessageStatus.CLICKED,
+    "bounce": MessageStatus.BOUNCED,
+    "dropped": MessageStatus.FAILED,
 }
 JOURNEY_EVENT = {"open": "email_opened", "click": "email_clicked", "bounce": "email_bounced"}
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})

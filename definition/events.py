@@ -29,6 +29,27 @@ class EventType(StrEnum):
     EMAIL_CLICKED = "email_clicked"
 
 
+class Meaning(StrEnum):
+    """What an event does to the engine beyond the transitions a journey declares for it."""
+
+    ORDER = "order"
+    """An order: counts, spend, points, categories (definition.metrics)."""
+    REACTION = "reaction"
+    """The customer's reaction to an email, counted per type."""
+
+
+MEANINGS: Mapping[str, Meaning] = {
+    EventType.PURCHASE: Meaning.ORDER,
+    EventType.EMAIL_OPENED: Meaning.REACTION,
+    EventType.EMAIL_CLICKED: Meaning.REACTION,
+}
+"""The events the metrics are made of: every journey receives them, whatever it waits for."""
+
+
+def meaning(event_type: str) -> Meaning | None:
+    return MEANINGS.get(event_type)
+
+
 DELIVERY_EVENT_PREFIX = "email_"
 """Delivery webhooks become `email_delivered`, `email_opened`, `email_bounced`, ... events."""
 

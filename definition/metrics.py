@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from pydantic import BaseModel
 
-from definition.events import EventType
+from definition.events import MEANINGS, EventType, Meaning, meaning
 
 POINTS_VALIDITY = timedelta(days=365)
 """Loyalty points (1 per 1 PLN) expire this long after the last purchase."""
 ROLLING_YEAR = timedelta(days=365)
 FAVOURITES = 3
-REACTION_EVENTS = frozenset({EventType.EMAIL_OPENED, EventType.EMAIL_CLICKED})
-METRIC_EVENTS = frozenset({EventType.PURCHASE}) | REACTION_EVENTS
+METRIC_EVENTS = frozenset(MEANINGS)
 """Events every journey receives, whatever it waits for: the metrics are made of them."""
 
 
@@ -39,6 +39,24 @@ class Metrics(BaseModel):
     category_counts: dict[str, int] = {}
     reactions: dict[str, int] = {}
     """Counts of email_opened, email_clicked, ... events."""
+
+    def record(self, event_type: str, properties: Mapping[str, Any], occurred_at: datetime, now: datetime) -> None:
+        """Count an event that means something to the metrics (definition.events.MEANINGS)."""
+        match meaning(event_type):
+            case None:
+                return
+            case Meaning.ORDER:
+                amount = properties.get("amount", 0)
+                self.record_purchase(
+                    # An order stamped in the future counts from now: points must not outlive it.
+                    min(occurred_at, now),
+                    float(amount) if isinstance(amount, (int, float)) else 0.0,
+                    properties.get("category"),
+                )
+            case Meaning.REACTION:
+                self.record_reaction(event_type)
+            case unknown:
+                assert_never(unknown)
 
     def record_purchase(self, at: datetime, amount: float, category: str | None) -> None:
         if self.last_purchase_at is not None and at - self.last_purchase_at > POINTS_VALIDITY:
@@ -74,8 +92,8 @@ class Metrics(BaseModel):
             "average_order_value": round(self.total_spent / self.orders, 2) if self.orders else 0.0,
             "favourite_categories": [c for c, _ in Counter(self.category_counts).most_common(FAVOURITES)],
             "last_category": self.recent_purchases[-1].category if self.recent_purchases else None,
-            "emails_opened": self.reactions.get("email_opened", 0),
-            "emails_clicked": self.reactions.get("email_clicked", 0),
+            "emails_opened": self.reactions.get(EventType.EMAIL_OPENED, 0),
+            "emails_clicked": self.reactions.get(EventType.EMAIL_CLICKED, 0),
         }
 
 

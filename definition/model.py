@@ -23,10 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from definition.channels import Channel
 from definition.durations import Duration
 from definition.metrics import METRIC_EVENTS
 
-Channel = Literal["email", "sms"]
 _NAME = r"^[a-z][a-z0-9_]*$"
 
 
@@ -40,6 +40,14 @@ class SendSpec(_Strict):
     transactional: bool = False
     conversion_window: Duration | None = None
     """A purchase within this period after the send counts as converted (KPIs)."""
+    url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")
+    """For `channel: webhook`: the shop's endpoint the signed JSON body is POSTed to."""
+
+    @model_validator(mode="after")
+    def _url_for_webhooks(self) -> SendSpec:
+        if (self.channel is Channel.WEBHOOK) != (self.url is not None):
+            raise ValueError("a webhook send needs `url: https://...`, and only a webhook send takes one")
+        return self
 
 
 class WaitSpec(_Strict):

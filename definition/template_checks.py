@@ -183,7 +183,9 @@ def _sample_renders(templates_dir: Path, sources: dict[str, str], messages: list
             continue
         try:
             with spending(template_budget(templates.RENDER_WORK, templates.VALIDATE_SECONDS)):
-                templates.render_part(environment, compiled, templates.sample_context())
+                output = templates.render_part(environment, compiled, templates.sample_context())
+            if (not_json := templates.output_problem(relative, output)) is not None:
+                problems.append(Problem(templates_dir / relative, not_json.line, str(not_json)))
         except LimitExceeded as error:
             file, line = templates_dir / relative, 1
             trace = error.__traceback__

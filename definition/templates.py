@@ -3,6 +3,7 @@
 Layout under `journeys/templates/`:
     {locale}/email/{name}.subject.txt, {name}.html, {name}.txt
     {locale}/sms/{name}.txt
+    {locale}/webhook/{name}.json   (its output must be JSON: use `| tojson` for values)
 Templates render in the bounded sandbox (definition.sandbox); an undefined variable is an
 error, never a blank. A render spends from a work budget and has a deadline, and each part
 stops at MAX_OUTPUT characters: past any of them the message is a template error.
@@ -10,11 +11,12 @@ stops at MAX_OUTPUT characters: past any of them the message is a template error
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, assert_never
 
 from jinja2 import BaseLoader, DictLoader, StrictUndefined, Template, select_autoescape
 
-from definition.model import Channel
+from definition.channels import Channel
 from definition.sandbox import MAX_VALUE, BoundedEnvironment, LimitExceeded, spending, template_budget
 
 TEMPLATE_NAMES = frozenset({"customer", "metrics", "event", "discount_code", "shop", "links"})
@@ -29,6 +31,7 @@ links         unsubscribe, preferences
 
 EMAIL_PARTS = ("subject.txt", "html", "txt")
 SMS_PARTS = ("txt",)
+WEBHOOK_PARTS = ("json",)
 
 RENDER_SECONDS = 2.0
 """The default time budget of one message (all its parts): CYKLO_RENDER_SECONDS."""
@@ -44,7 +47,37 @@ MAX_SOURCE = 100_000
 
 
 def parts(channel: Channel) -> tuple[str, ...]:
-    return EMAIL_PARTS if channel == "email" else SMS_PARTS
+    match channel:
+        case Channel.EMAIL:
+            return EMAIL_PARTS
+        case Channel.SMS:
+            return SMS_PARTS
+        case Channel.WEBHOOK:
+            return WEBHOOK_PARTS
+        case _:
+            assert_never(channel)
+
+
+class OutputNotJson(ValueError):
+    """A webhook template rendered something that is not one JSON document."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(f"webhook body is not JSON: {problem} (line {line} of the output)")
+        self.line = line
+
+
+def output_problem(relative: str, output: str) -> OutputNotJson | None:
+    """Why the rendered part `relative` cannot go out in its channel's format; None if it can.
+    `cyklo validate` reports it at the line of the sample render, the send as a template error."""
+    if not relative.endswith(".json"):
+        return None
+    try:
+        json.loads(output)
+    except json.JSONDecodeError as error:
+        return OutputNotJson(error.lineno, error.msg)
+    except RecursionError:
+        return OutputNotJson(1, "nested too deeply")
+    return None
 
 
 def relative_path(locale: str, channel: Channel, name: str, part: str) -> str:
@@ -71,12 +104,18 @@ def render(
     """Render every part of one message: {'subject.txt': ..., 'html': ..., 'txt': ...}.
 
     Raises LimitExceeded when the message takes more than `seconds`, RENDER_WORK or
-    MAX_OUTPUT characters in a part; any other exception is the template's own error."""
+    MAX_OUTPUT characters in a part, OutputNotJson for a webhook body that is not JSON; any
+    other exception is the template's own error."""
     # Compiled first, outside the deadline: compiling happens once per published version,
     # and a slow moment of the machine must not make a good template an error.
     compiled = {part: env.get_template(relative_path(locale, channel, name, part)) for part in parts(channel)}
     with spending(template_budget(RENDER_WORK, seconds)):
-        return {part: render_part(env, template, context).strip() for part, template in compiled.items()}
+        rendered = {part: render_part(env, template, context).strip() for part, template in compiled.items()}
+    for part, output in rendered.items():
+        problem = output_problem(relative_path(locale, channel, name, part), output)
+        if problem is not None:
+            raise problem
+    return rendered
 
 
 def render_part(env: BoundedEnvironment, template: str | Template, context: dict[str, Any]) -> str:

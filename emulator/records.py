@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast, get_args
+from typing import Any
 
-Channel = Literal["email", "sms"]
-CHANNELS: tuple[Channel, ...] = get_args(Channel)
+from definition.channels import Channel
+
+CHANNELS = (Channel.EMAIL, Channel.SMS)
+"""The channels emulated (SendGrid, Twilio); a webhook's receiver is the shop's own."""
 
 
 def checked_channel(channel: str) -> Channel:
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}")
-    return cast(Channel, channel)
+    return Channel(channel)
 
 
 @dataclass

@@ -7,6 +7,7 @@ import secrets
 import time
 from typing import Any
 
+from definition.channels import Channel
 from emulator.endpoint import Endpoint, retry_after
 from emulator.records import RecordedMessage
 
@@ -15,12 +16,12 @@ SENDGRID_PATH = "/v3/mail/send"
 
 class SendGridEndpoint(Endpoint):
     def _sendgrid(self, body: bytes) -> None:
-        self.emulator.attempt("email")
+        self.emulator.attempt(Channel.EMAIL)
         scheme, _, token = self.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or not token.strip():
             self._sendgrid_errors(401, "The provided authorization grant is invalid, expired, or revoked")
             return
-        fault = self.emulator.take_fault("email")
+        fault = self.emulator.take_fault(Channel.EMAIL)
         if fault is not None:
             headers: dict[str, str] = {}
             if fault.status == 429:
@@ -48,7 +49,7 @@ class SendGridEndpoint(Endpoint):
         contents = {item["type"]: item["value"] for item in mail.get("content", [])}
         provider_id = secrets.token_urlsafe(16)
         message = RecordedMessage(
-            channel="email",
+            channel=Channel.EMAIL,
             provider_id=provider_id,
             to=personalization["to"][0]["email"],
             sender=mail["from"]["email"],

@@ -28,19 +28,19 @@ class ProviderState:
         self._webhooks: Webhooks | None = None
         self._reports_pending = 0
 
-    def messages(self, channel: Channel | None = None) -> list[RecordedMessage]:
+    def messages(self, channel: str | None = None) -> list[RecordedMessage]:
         """Accepted messages, oldest first."""
         with self._lock:
             return [message for message in self._messages if channel is None or message.channel == channel]
 
-    def attempts(self, channel: Channel) -> int:
+    def attempts(self, channel: str) -> int:
         """Requests that reached the channel's endpoint, accepted or not."""
         with self._lock:
             return self._attempts[checked_channel(channel)]
 
     def fail_next(
         self,
-        channel: Channel,
+        channel: str,
         status: int,
         count: int = 1,
         retry_after: int | None = None,
@@ -58,7 +58,7 @@ class ProviderState:
         with self._lock:
             self._faults[checked_channel(channel)].append(Fault(status, count, retry_after, code))
 
-    def hold(self, channel: Channel) -> None:
+    def hold(self, channel: str) -> None:
         """Accept and record the channel's requests at once, but answer none until release()."""
         with self._lock:
             self._held.setdefault(checked_channel(channel), threading.Event())
@@ -135,7 +135,7 @@ class ProviderState:
     def _report_delivery(self, message: RecordedMessage) -> None:
         if self._webhooks is None:
             return
-        events = ("processed", "delivered") if message.channel == "email" else ("sent", "delivered")
+        events = ("processed", "delivered") if message.channel == Channel.EMAIL else ("sent", "delivered")
 
         def deliver() -> None:
             # Like the real providers, news of delivery comes a moment after the answer.
@@ -154,7 +154,7 @@ class ProviderState:
     def _report_until_taken(self, message: RecordedMessage, event: str) -> bool:
         """Post one webhook as its provider would: SendGrid again with backoff while cyklo
         answers non-2xx or is unreachable, Twilio once. False if it was never taken."""
-        deadline = time.monotonic() + (SENDGRID_WEBHOOK_RETRY_SECONDS if message.channel == "email" else 0)
+        deadline = time.monotonic() + (SENDGRID_WEBHOOK_RETRY_SECONDS if message.channel == Channel.EMAIL else 0)
         pause = 0.5
         while True:
             try:

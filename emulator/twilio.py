@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlencode
 import phonenumbers
 
 from activities.sms import sms_encoding
+from definition.channels import Channel
 from emulator.endpoint import Endpoint, retry_after
 from emulator.records import RecordedMessage
 
@@ -41,7 +42,7 @@ TWILIO_CODE_FOR_STATUS = {401: 20003, 429: 20429, 500: 20500, 503: 20503}
 
 class TwilioEndpoint(Endpoint):
     def _twilio(self, account_sid: str, body: bytes) -> None:
-        self.emulator.attempt("sms")
+        self.emulator.attempt(Channel.SMS)
         if self._basic_user() != account_sid:
             self._twilio_error(401, 20003)
             return
@@ -50,7 +51,7 @@ class TwilioEndpoint(Endpoint):
             for key, values in parse_qs(body.decode("ascii", "replace"), keep_blank_values=True).items()
         }
         to = str(form.get("To", ""))
-        fault = self.emulator.take_fault("sms")
+        fault = self.emulator.take_fault(Channel.SMS)
         if fault is not None:
             code = fault.code or TWILIO_CODE_FOR_STATUS.get(fault.status, fault.status)
             self._twilio_error(fault.status, code, to, retry_after(fault))
@@ -61,7 +62,7 @@ class TwilioEndpoint(Endpoint):
             return
         sid = "SM" + secrets.token_hex(16)
         message = RecordedMessage(
-            channel="sms",
+            channel=Channel.SMS,
             provider_id=sid,
             to=to,
             sender=str(form.get("From", "")),
@@ -80,7 +81,7 @@ class TwilioEndpoint(Endpoint):
         if self._basic_user() != account_sid:
             self._twilio_error(401, 20003)
             return
-        fault = self.emulator.take_fault("sms")
+        fault = self.emulator.take_fault(Channel.SMS)
         if fault is not None:
             code = fault.code or TWILIO_CODE_FOR_STATUS.get(fault.status, fault.status)
             self._twilio_error(fault.status, code, headers=retry_after(fault))

@@ -29,6 +29,9 @@ from typing import Any
 
 import uvicorn
 
+from logs import setup_logging
+from settings import get_settings
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 STOP_BUDGET_SECONDS = 9.0
@@ -120,6 +123,8 @@ def run_until_stopped(
     After an orderly stop the process ends with os._exit(0), its streams flushed: nothing is
     left to run, and a normal interpreter exit could still block on a thread that no one
     waits for or crash in the Temporal SDK's teardown (temporalio/sdk-python#300)."""
+    # Worker, API and `cyklo dev` all start here: one place sets their logging up.
+    setup_logging(get_settings())
     stop = Stop(budget_seconds)
     stop.install()
     asyncio.run(main(stop))

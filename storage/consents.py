@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
-from definition.model import Channel
+from definition.channels import Channel
 from storage.models import ConsentRecord, Customer, utcnow
 
 
@@ -72,8 +72,8 @@ def record_profile_consents(
 ) -> None:
     """The shop's consent flags, applied to the profile; a row for each channel that changed."""
     changes: list[tuple[Channel, bool, bool]] = [
-        ("email", customer.consent_email, email),
-        ("sms", customer.consent_sms, sms),
+        (Channel.EMAIL, customer.consent_email, email),
+        (Channel.SMS, customer.consent_sms, sms),
     ]
     for channel, before, after in changes:
         if before != after:

@@ -13,25 +13,28 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from definition.channels import Channel
+from definition.statuses import MessageStatus
 from storage import consents
 from storage.consents import Change, Origin
 from storage.models import Customer, Message, utcnow
 
-PROGRESS = {"sending": 0, "sent": 1, "delivered": 2, "opened": 3, "clicked": 4}
-FINAL_BAD = frozenset({"bounced", "failed"})
 OUTCOME_UNKNOWN = "outcome unknown"
 """The reason's kind (its text before the first colon) when the send cannot know whether the
 provider took the message; the send never resends it, so only evidence can settle it."""
 REPAIRED = "repaired by"
-IN_FLIGHT = frozenset({"pending", "sending", "retrying"})
 
 
-def advance_status(session: Session, message: Message, status: str, reason: str | None = None) -> bool:
+def advance_status(
+    session: Session, message: Message, status: MessageStatus, reason: str | None = None
+) -> bool:
     """Record `status` unless it would move the message backwards; True if it changed."""
-    current = message.status
+    current = MessageStatus(message.status)
     if current == status:
         return False
-    if status in PROGRESS and (current in FINAL_BAD or PROGRESS.get(current, -1) > PROGRESS[status]):
+    if status.rank is not None and (
+        current.undelivered or (current.rank is not None and current.rank > status.rank)
+    ):
         return False
     message.status = status
     if reason:
@@ -42,7 +45,7 @@ def advance_status(session: Session, message: Message, status: str, reason: str 
 
 
 def is_outcome_unknown(message: Message) -> bool:
-    return message.status == "failed" and (message.reason or "").startswith(OUTCOME_UNKNOWN)
+    return message.status == MessageStatus.FAILED and (message.reason or "").startswith(OUTCOME_UNKNOWN)
 
 
 def outcome_unknown_since(session: Session, cutoff: datetime) -> list[Message]:
@@ -50,7 +53,7 @@ def outcome_unknown_since(session: Session, cutoff: datetime) -> list[Message]:
     query = (
         select(Message)
         .where(
-            Message.status == "failed",
+            Message.status == MessageStatus.FAILED,
             col(Message.reason).startswith(OUTCOME_UNKNOWN, autoescape=True),
             Message.created_at >= cutoff,
         )
@@ -60,7 +63,7 @@ def outcome_unknown_since(session: Session, cutoff: datetime) -> list[Message]:
 
 
 def apply_evidence(
-    session: Session, message: Message, status: str, source: str, detail: str | None = None
+    session: Session, message: Message, status: MessageStatus, source: str, detail: str | None = None
 ) -> bool:
     """What a provider says happened to `message`; True if the ledger changed. `source` says
     who said what ("webhook: sendgrid delivered"), `detail` the provider's words, if any.
@@ -83,8 +86,8 @@ def record_outcome_unknown(session: Session, message_id: int, reason: str) -> Me
     delivery evidence reached its row while the call was waiting: that evidence stands."""
     message = session.get(Message, message_id)
     assert message is not None, "the send claimed this row before calling the provider"
-    if message.status in IN_FLIGHT:
-        message.status = "failed"
+    if MessageStatus(message.status).in_flight:
+        message.status = MessageStatus.FAILED
         message.reason = reason
         message.updated_at = utcnow()
         session.add(message)
@@ -111,7 +114,7 @@ def suppress_email(session: Session, customer_id: str, source: str = "hard bounc
         customer.email_suppressed = True
         customer.updated_at = utcnow()
         session.add(customer)
-        consents.record(session, customer_id, "email", Change.SUPPRESSED, Origin.SENDGRID, source)
+        consents.record(session, customer_id, Channel.EMAIL, Change.SUPPRESSED, Origin.SENDGRID, source)
 
 
 def set_email_consent(session: Session, customer_id: str, consent: bool, source: str) -> None:
@@ -119,7 +122,7 @@ def set_email_consent(session: Session, customer_id: str, consent: bool, source:
     if customer is not None:
         if customer.consent_email != consent:
             change = Change.GRANTED if consent else Change.WITHDRAWN
-            consents.record(session, customer_id, "email", change, Origin.SENDGRID, source)
+            consents.record(session, customer_id, Channel.EMAIL, change, Origin.SENDGRID, source)
         customer.consent_email = consent
         customer.consent_source = source
         customer.consent_updated_at = customer.updated_at = utcnow()
@@ -140,20 +143,20 @@ def apply_sms_reply(session: Session, phone: str, word: str, stop: bool) -> None
     for customer in customers_by_phone(session, phone):
         if stop and not customer.sms_suppressed:
             customer.sms_suppressed = True
-            consents.record(session, customer.id, "sms", Change.SUPPRESSED, Origin.SMS_REPLY, source)
+            consents.record(session, customer.id, Channel.SMS, Change.SUPPRESSED, Origin.SMS_REPLY, source)
         elif stop:
             consents.record(
-                session, customer.id, "sms", Change.NOTED, Origin.SMS_REPLY, f"{source}: already suppressed"
+                session, customer.id, Channel.SMS, Change.NOTED, Origin.SMS_REPLY, f"{source}: already suppressed"
             )
         elif customer.sms_suppressed and consents.suppressed_by_sms_reply(session, customer.id):
             customer.sms_suppressed = False
-            consents.record(session, customer.id, "sms", Change.LIFTED, Origin.SMS_REPLY, source)
+            consents.record(session, customer.id, Channel.SMS, Change.LIFTED, Origin.SMS_REPLY, source)
         else:
             why = "suppressed by other means" if customer.sms_suppressed else "no STOP to lift"
             consents.record(
                 session,
                 customer.id,
-                "sms",
+                Channel.SMS,
                 Change.NOTED,
                 Origin.SMS_REPLY,
                 f"{source}: {why}, consent unchanged",

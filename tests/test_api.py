@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -68,6 +69,21 @@ async def test_every_other_route_needs_a_key_with_the_right_scope(api: httpx.Asy
     assert (await api.put("/v1/customers/c-ala", json=ALA, headers=AS_SUPPORT)).status_code == 403
     assert (await api.get("/v1/customers/c-ala", headers=AS_SHOP)).status_code == 403
     assert (await api.post("/v1/events", json=signed_up("e-0"), headers=AS_SUPPORT)).status_code == 403
+
+
+async def test_a_refused_request_is_logged_by_route_and_status_never_by_path(
+    api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="api.errors")
+
+    await api.put("/v1/customers/ala@example.com", json=ALA, headers=AS_SHOP)
+    await api.get("/v1/customers/c-ala")
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "api.errors"]
+    assert lines == [
+        "refused PUT /v1/customers/{customer_id}: 422",
+        "refused GET /v1/customers/{customer_id}: 401",
+    ]
 
 
 async def test_bad_profile_gets_422_naming_the_field(api: httpx.AsyncClient) -> None:

@@ -21,6 +21,7 @@ import pytest
 from bench.faults.audit import Counts, Row, compare, customer_of
 from bench.faults.gate import DatabaseGate
 from bench.faults.prediction import Expected, MessageKey
+from definition.channels import Channel
 from emulator.server import RecordedMessage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +98,7 @@ def test_gate_refuses_the_database_while_cut_and_lets_it_through_again() -> None
 
 def email(row_id: int, customer: str = "c-1") -> RecordedMessage:
     return RecordedMessage(
-        channel="email",
+        channel=Channel.EMAIL,
         provider_id=f"sg-{row_id}",
         to=f"{customer}@example.com",
         sender="shop@example.com",
@@ -107,7 +108,7 @@ def email(row_id: int, customer: str = "c-1") -> RecordedMessage:
 
 
 def sms(sid: str) -> RecordedMessage:
-    return RecordedMessage(channel="sms", provider_id=sid, to=PHONE, sender="+48500000000", body="Dzięki!")
+    return RecordedMessage(channel=Channel.SMS, provider_id=sid, to=PHONE, sender="+48500000000", body="Dzięki!")
 
 
 def row(row_id: int, key: MessageKey, status: str, reason: str | None = None, sid: str | None = None) -> Row:

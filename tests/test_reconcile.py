@@ -23,6 +23,7 @@ from sqlmodel import select
 from activities.sms import send_sms, twilio_client
 from api.app import create_app
 from definition.schedule import daytime_zone
+from definition.statuses import MessageStatus
 from emulator.server import ProviderEmulator
 from emulator.signing import sign_twilio
 from publishing import publish_journeys
@@ -375,8 +376,8 @@ def test_evidence_repairs_only_an_unknown_outcome_and_never_loses_an_early_webho
         assert [row.idempotency_key for row in found] == ["unknown"]
 
         unknown, rejected = rows["unknown"], rows["rejected"]
-        assert ledger.apply_evidence(session, unknown, "delivered", "webhook: sendgrid delivered", "250 OK")
-        assert not ledger.apply_evidence(session, rejected, "delivered", "webhook: sendgrid delivered")
+        assert ledger.apply_evidence(session, unknown, MessageStatus.DELIVERED, "webhook: sendgrid delivered", "250 OK")
+        assert not ledger.apply_evidence(session, rejected, MessageStatus.DELIVERED, "webhook: sendgrid delivered")
         session.commit()
         assert (unknown.status, rejected.status) == ("delivered", "failed")
         assert unknown.reason == "repaired by webhook: sendgrid delivered: 250 OK (outcome unknown before)"
@@ -384,7 +385,7 @@ def test_evidence_repairs_only_an_unknown_outcome_and_never_loses_an_early_webho
 
         # A delivery webhook reached the row while the provider call was still waiting.
         in_flight = rows["in flight"]
-        assert ledger.advance_status(session, in_flight, "delivered")
+        assert ledger.advance_status(session, in_flight, MessageStatus.DELIVERED)
         session.commit()
         assert in_flight.id is not None
         kept = ledger.record_outcome_unknown(session, in_flight.id, "outcome unknown: read timeout")

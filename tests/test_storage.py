@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
+from temporalio.testing import ActivityEnvironment
 
 from activities.send import MessageSender
 from emulator.server import ProviderEmulator
@@ -17,7 +18,7 @@ from storage.customers import CustomerProfile
 from storage.database import migrate, session_for
 from storage.models import Customer, Message
 from tests.conftest import JOURNEYS, emulator_settings, make_scenario, run, sent
-from workflows.interface import SendRequest
+from workflows.interface import SendOutcome, SendRequest
 
 SEND_AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -41,6 +42,11 @@ def _request(
     }
     fields.update(overrides)
     return SendRequest.model_validate(fields)
+
+
+def send(sender: MessageSender, request: SendRequest) -> SendOutcome:
+    """The activity as a worker runs it: its first attempt, in an activity context."""
+    return ActivityEnvironment().run(sender.send_message, request)
 
 
 def make_metrics() -> dict[str, object]:
@@ -124,7 +130,7 @@ def test_the_same_step_occurrence_sends_once_however_often_the_activity_runs(
     published: Settings, emulator: ProviderEmulator
 ) -> None:
     sender = MessageSender(published)
-    outcomes = [sender.send_message(_request("journey:lifecycle:c-1/x/1/prospect/0")) for _ in range(3)]
+    outcomes = [send(sender, _request("journey:lifecycle:c-1/x/1/prospect/0")) for _ in range(3)]
 
     assert {outcome.status for outcome in outcomes} == {"sent"}
     assert len({outcome.message_id for outcome in outcomes}) == 1
@@ -138,13 +144,13 @@ def test_cap_counts_the_rolling_7_days_before_the_send_across_journeys(
     for day in range(3):
         journey = "abandoned_cart" if day == 1 else "lifecycle"
         template = "cart_reminder" if day == 1 else "welcome"
-        outcome = sender.send_message(
-            _request(f"k-{day}", SEND_AT + timedelta(days=day), template=template, journey_id=journey)
+        outcome = send(
+            sender, _request(f"k-{day}", SEND_AT + timedelta(days=day), template=template, journey_id=journey)
         )
         assert outcome.status == "sent"
 
-    fourth = sender.send_message(_request("k-3", SEND_AT + timedelta(days=6, hours=23)))
-    eighth_day = sender.send_message(_request("k-4", SEND_AT + timedelta(days=7, minutes=1)))
+    fourth = send(sender, _request("k-3", SEND_AT + timedelta(days=6, hours=23)))
+    eighth_day = send(sender, _request("k-4", SEND_AT + timedelta(days=7, minutes=1)))
 
     assert (fourth.status, eighth_day.status) == ("capped", "sent")
     with session_for(published.database_url) as session:
@@ -162,8 +168,8 @@ def test_invalid_phone_is_recorded_failed_not_retried(
         session.add(customer)
         session.commit()
 
-    outcome = MessageSender(published).send_message(
-        _request("k-sms", channel="sms", template="first_order_last_call")
+    outcome = send(
+        MessageSender(published), _request("k-sms", channel="sms", template="first_order_last_call")
     )
 
     assert outcome.status == "failed" and "phone" in (outcome.reason or "")
@@ -183,8 +189,8 @@ async def test_a_journey_runs_on_postgresql_as_on_sqlite(postgres_url: str) -> N
 def test_sms_encoding_and_segments_are_recorded_in_the_ledger(
     published: Settings, emulator: ProviderEmulator
 ) -> None:
-    outcome = MessageSender(published).send_message(
-        _request("k-sms-pl", channel="sms", template="first_order_last_call")
+    outcome = send(
+        MessageSender(published), _request("k-sms-pl", channel="sms", template="first_order_last_call")
     )
 
     (sms,) = emulator.messages("sms")
@@ -205,13 +211,14 @@ def test_two_journeys_sending_at_once_cannot_both_pass_the_cap(
 
     sender = MessageSender(published)
     for day in range(2):
-        assert sender.send_message(_request(f"before-{day}", SEND_AT + timedelta(days=day))).status == "sent"
+        assert send(sender, _request(f"before-{day}", SEND_AT + timedelta(days=day))).status == "sent"
     emulator.hold("email")  # both sends stay in flight together
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         racing = [
             pool.submit(
-                sender.send_message,
+                send,
+                sender,
                 _request(f"race-{n}", SEND_AT + timedelta(days=3), journey_id=journey, template=template),
             )
             for n, (journey, template) in enumerate(

@@ -254,7 +254,7 @@ def test_wrong_type_names_the_line_and_what_was_given(project: Project) -> None:
         MINIMAL.replace("{channel: sms, template: thanks}", "{channel: fax, template: thanks}")
     )
 
-    assert found == ["journeys/promo.yaml:13: channel should be 'email' or 'sms', not 'fax'"]
+    assert found == ["journeys/promo.yaml:13: channel should be 'email', 'sms' or 'webhook', not 'fax'"]
 
 
 def test_bad_duration_names_the_line(project: Project) -> None:
@@ -650,3 +650,44 @@ def test_shipped_journeys_validate_cleanly() -> None:
 
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("ok: 2 journeys (abandoned_cart, lifecycle), ")
+
+
+# Webhooks
+
+WEBHOOK = MINIMAL.replace(
+    "{channel: sms, template: thanks}",
+    '{channel: webhook, template: order, url: "https://shop.example.com/hooks"}',
+)
+
+
+def test_webhook_template_that_renders_no_json_is_named_at_its_line(project: Project) -> None:
+    project.template("pl/webhook/order.json", '{"ok": true}\n')
+    project.template(
+        "en/webhook/order.json", '{\n  "name": {{ customer.first_name | tojson }},\n  "code": x\n}\n'
+    )
+
+    found = project.problems(WEBHOOK)
+
+    assert found == [
+        "journeys/templates/en/webhook/order.json:3: webhook body is not JSON: "
+        "Expecting value (line 3 of the output)"
+    ]
+
+
+def test_webhook_send_needs_a_url_and_only_a_webhook_takes_one(project: Project) -> None:
+    for locale in ("pl", "en"):
+        project.template(f"{locale}/webhook/order.json", "{}\n")
+
+    loaded = project.load(WEBHOOK)
+    assert "en/webhook/order.json" in loaded.templates
+    without_url = project.problems(WEBHOOK.replace(', url: "https://shop.example.com/hooks"', ""))
+    email_with_url = project.problems(
+        MINIMAL.replace(
+            "{channel: email, template: welcome}",
+            '{channel: email, template: welcome, url: "https://x.example"}',
+        )
+    )
+
+    assert len(without_url) == 1 and without_url[0].startswith("journeys/promo.yaml:13: ")
+    assert "needs `url: https://...`" in without_url[0]
+    assert len(email_with_url) == 1 and email_with_url[0].startswith("journeys/promo.yaml:8: ")

@@ -12,13 +12,12 @@ from typing import Any, assert_never
 
 from pydantic import BaseModel, Field, model_validator
 
+from definition.channels import Channel
 from definition.metrics import Metrics
 
 RECENT_EVENTS = 20
 RECENT_MESSAGES = 20
 STAGE_HISTORY = 100
-SEND_MAX_ATTEMPTS = 25
-"""Provider 429/5xx are retried this many times (backoff up to 10 minutes), then recorded failed."""
 SUPPORT_ACTIONS = 50
 SEEN_EVENT_IDS = 1000
 """Dedup window inside a workflow; the events table dedups for ever at ingestion."""
@@ -225,9 +224,11 @@ class SendRequest(BaseModel):
     journey_version: int
     stage: str
     step: str
-    channel: str
+    channel: Channel
     template: str
     transactional: bool
+    url: str | None = None
+    """Where a webhook goes (the journey's `url`); None for the other channels."""
     send_at: datetime
     """Journey time of the send: the frequency cap's 7 days end here."""
     metrics: dict[str, Any]

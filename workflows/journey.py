@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         Sleep,
         invalid_properties,
     )
+    from workflows.retries import SEND_RETRY
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
@@ -57,12 +58,6 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=25,
-)
 
 
 @workflow.defn(name="Journey")

@@ -15,8 +15,7 @@ from typing import Any, assert_never
 
 from definition.conditions import ConditionError, evaluate
 from definition.durations import format_duration
-from definition.events import invalid_declared
-from definition.metrics import REACTION_EVENTS
+from definition.events import Meaning, invalid_declared, meaning
 from definition.model import Journey, Transition
 from definition.program import (
     Branch,
@@ -219,15 +218,7 @@ class Machine:
             state.recent_events = bounded([*state.recent_events, record], RECENT_EVENTS)
             return
         state.last_event_at[event.type] = now
-        if event.type == "purchase":
-            amount = event.properties.get("amount", 0)
-            state.metrics.record_purchase(
-                min(event.occurred_at, now),
-                float(amount) if isinstance(amount, (int, float)) else 0.0,
-                event.properties.get("category"),
-            )
-        elif event.type in REACTION_EVENTS:
-            state.metrics.record_reaction(event.type)
+        state.metrics.record(event.type, event.properties, event.occurred_at, now)
         record.effect = self._react(event, now)
         state.recent_events = bounded([*state.recent_events, record], RECENT_EVENTS)
 
@@ -251,7 +242,7 @@ class Machine:
             state.timer = None
             state.pc += 1
             return "ended a wait_for"
-        return "metrics updated" if event.type == "purchase" else "recorded"
+        return "metrics updated" if meaning(event.type) is Meaning.ORDER else "recorded"
 
     def fire_due_transitions(self, now: datetime) -> None:
         for due, transition in sorted(self._period_transitions(), key=lambda found: found[0]):
@@ -302,7 +293,8 @@ class Machine:
                         return None
                     send = instruction.spec
                     quiet = self.definition.quiet_hours
-                    resume = None if send.transactional else quiet_until(now, state.timezone, quiet)
+                    exempt = send.transactional or not send.channel.reaches_customer
+                    resume = None if exempt else quiet_until(now, state.timezone, quiet)
                     if resume is not None:
                         state.timer = Timer(at=resume, reason=f"quiet hours: {send.template} waits")
                         return None
@@ -385,6 +377,7 @@ class Machine:
             channel=send.spec.channel,
             template=send.spec.template,
             transactional=send.spec.transactional,
+            url=send.spec.url,
             send_at=now,
             metrics=state.metrics.view(now),
             event=event_context(state.stage_event),

@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from activities.send import DELIVERED_STATUSES, FINAL_STATUSES
 from bench.faults.prediction import Expected, MessageKey
+from definition.statuses import FINAL, REACHED_PROVIDER, MessageStatus
 from emulator.server import RecordedMessage
 from storage.ledger import OUTCOME_UNKNOWN, REPAIRED
 
@@ -117,10 +117,10 @@ def compare(
     for row in rows:
         times = arrived[row.id]
         delivered[row.key] += times
-        if not times and row.status == "failed" and (row.reason or "").startswith(OUTCOME_UNKNOWN):
+        if not times and row.status == MessageStatus.FAILED and (row.reason or "").startswith(OUTCOME_UNKNOWN):
             unknown_missing[row.key] += 1
         _check_record(customer_id, row, times, counts)
-        if not times and row.status not in (*DELIVERED_STATUSES, "failed"):
+        if not times and row.status not in (*REACHED_PROVIDER, MessageStatus.FAILED):
             refused[(row.key, row.status)] += 1
 
     due = expected.sent()
@@ -150,20 +150,20 @@ def compare(
 def _check_record(customer_id: str, row: Row, times: int, counts: Counts) -> None:
     label = f"{customer_id}: {'/'.join(row.key)} (ledger row {row.id})"
     unknown = (row.reason or "").startswith(OUTCOME_UNKNOWN)
-    if row.status not in FINAL_STATUSES:
+    if row.status not in FINAL:
         counts.wrongly_recorded += 1
         counts.problems.append(f"{label} still {row.status} after the load")
-    elif row.status in DELIVERED_STATUSES and not times:
+    elif row.status in REACHED_PROVIDER and not times:
         counts.wrongly_recorded += 1
         counts.problems.append(f"{label} recorded {row.status}, never reached the provider")
-    elif row.status == "failed" and times:
+    elif row.status == MessageStatus.FAILED and times:
         if unknown:
             counts.outcome_unknown += 1
             counts.problems.append(f"{label} delivered, still recorded failed ({row.reason})")
         else:
             counts.wrongly_recorded += 1
             counts.problems.append(f"{label} recorded failed ({row.reason}), yet delivered")
-    elif row.status in DELIVERED_STATUSES and (row.reason or "").startswith(REPAIRED):
+    elif row.status in REACHED_PROVIDER and (row.reason or "").startswith(REPAIRED):
         # Delivery evidence settled a send of unknown outcome; the note names which.
         if (row.reason or "").startswith(f"{REPAIRED} reconcile"):
             counts.repaired_by_reconcile += 1

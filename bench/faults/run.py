@@ -32,7 +32,6 @@ from sqlmodel import col, select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.send import FINAL_STATUSES
 from bench.faults.audit import Counts, Row, compare, customer_of
 from bench.faults.gate import DatabaseGate
 from bench.faults.prediction import PATTERNS, Expected, Pattern, predict, profile
@@ -40,6 +39,7 @@ from bench.load import ShopClient
 from bench.run import machine
 from bench.stack import Stack, running_stack
 from definition.schedule import daytime_zone
+from definition.statuses import FINAL
 from emulator.state import SENDGRID_WEBHOOK_RETRY_SECONDS
 from reconciliation import reconcile
 from stack.local import Ports, connect_when_ready, free_port, temporal_dev_server
@@ -264,7 +264,7 @@ class FaultRun:
             return len(
                 session.exec(
                     select(Message.id).where(
-                        col(Message.customer_id).in_(ids), col(Message.status).in_(FINAL_STATUSES)
+                        col(Message.customer_id).in_(ids), col(Message.status).in_(FINAL)
                     )
                 ).all()
             )
