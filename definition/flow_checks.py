@@ -6,10 +6,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import assert_never
 
 from definition import conditions
 from definition.model import (
+    AnyStep,
     BranchStep,
     ExitStep,
     Journey,
@@ -69,27 +70,37 @@ def check_flows(report: Report, journey: Journey, whole: bool) -> list[tuple[Whe
     sends = []
     for name, stage in journey.stages.items():
         for where, step in _steps(stage.flow, ("stages", name, "flow")):
-            if isinstance(step, SendStep):
-                sends.append((where, step))
-            elif isinstance(step, WaitForStep):
-                _check_condition(report, (*where, "wait_for", "when"), step.wait_for.when)
-            elif isinstance(step, BranchStep):
-                _check_condition(report, (*where, "branch", "if"), step.branch.condition)
-            elif isinstance(step, SplitStep):
-                named: set[str] = set()
-                for index, arm in enumerate(step.split.arms):
-                    if arm.name in named:
-                        report.at(
-                            (*where, "split", "arms", index, "name"),
-                            f"split {step.split.name!r} has two arms named {arm.name!r}: arm names must differ",
-                        )
-                    named.add(arm.name)
-            elif isinstance(step, RepeatStep) and step.repeat.times is None and whole:
-                _check_endless(report, where, step)
+            match step:
+                case SendStep():
+                    sends.append((where, step))
+                case WaitForStep():
+                    _check_condition(report, (*where, "wait_for", "when"), step.wait_for.when)
+                case BranchStep():
+                    _check_condition(report, (*where, "branch", "if"), step.branch.condition)
+                case SplitStep():
+                    _check_arm_names(report, where, step)
+                case RepeatStep():
+                    if step.repeat.times is None and whole:
+                        _check_endless(report, where, step)
+                case WaitStep() | ExitStep():
+                    pass
+                case _:
+                    assert_never(step)
     return sends
 
 
-def _steps(flow: list[Any], where: Where) -> Iterator[tuple[Where, Any]]:
+def _check_arm_names(report: Report, where: Where, step: SplitStep) -> None:
+    named: set[str] = set()
+    for index, arm in enumerate(step.split.arms):
+        if arm.name in named:
+            report.at(
+                (*where, "split", "arms", index, "name"),
+                f"split {step.split.name!r} has two arms named {arm.name!r}: arm names must differ",
+            )
+        named.add(arm.name)
+
+
+def _steps(flow: list[AnyStep], where: Where) -> Iterator[tuple[Where, AnyStep]]:
     """Every step of a flow and its nested flows, with its location in the file."""
     for index, step in enumerate(flow):
         here = (*where, index)
@@ -118,24 +129,30 @@ def _check_endless(report: Report, where: Where, step: RepeatStep) -> None:
         report.at(where, "repeat without `times` loops forever: add a wait to its flow, e.g. `- wait: 30d`")
 
 
-def _stops_every_round(flow: list[Any]) -> bool:
+def _stops_every_round(flow: list[AnyStep]) -> bool:
     """Whether running `flow` always waits for time to pass, or ends the journey."""
     return any(_stops(step) for step in flow)
 
 
-def _stops(step: Any) -> bool:
-    if isinstance(step, WaitStep):
-        wait = step.wait
-        if wait.since == "stage" and wait.duration is not None:
-            return False  # a fixed time after entering the stage: past on every later round
-        return wait.until is not None or bool(wait.duration)
-    if isinstance(step, WaitForStep):
-        return step.wait_for.timeout > timedelta(0)
-    if isinstance(step, BranchStep):
-        return _stops_every_round(step.branch.then) and _stops_every_round(step.branch.otherwise)
-    if isinstance(step, SplitStep):
-        holdout_skips = step.split.holdout > 0
-        return not holdout_skips and all(_stops_every_round(arm.flow) for arm in step.split.arms)
-    if isinstance(step, RepeatStep):
-        return _stops_every_round(step.repeat.flow)
-    return isinstance(step, ExitStep)
+def _stops(step: AnyStep) -> bool:
+    match step:
+        case WaitStep():
+            wait = step.wait
+            if wait.since == "stage" and wait.duration is not None:
+                return False  # a fixed time after entering the stage: past on every later round
+            return wait.until is not None or bool(wait.duration)
+        case WaitForStep():
+            return step.wait_for.timeout > timedelta(0)
+        case BranchStep():
+            return _stops_every_round(step.branch.then) and _stops_every_round(step.branch.otherwise)
+        case SplitStep():
+            holdout_skips = step.split.holdout > 0
+            return not holdout_skips and all(_stops_every_round(arm.flow) for arm in step.split.arms)
+        case RepeatStep():
+            return _stops_every_round(step.repeat.flow)
+        case ExitStep():
+            return True
+        case SendStep():
+            return False
+        case _:
+            assert_never(step)
