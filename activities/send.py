@@ -20,10 +20,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.email import OutgoingEmail, send_email
 from activities.email import size_problem as email_size_problem
-from activities.provider_errors import InvalidPhone, ProviderAmbiguous, ProviderRejected, ProviderRetryable
-from activities.sms import normalize_phone, send_sms, sms_encoding
+from activities.provider_errors import ProviderAmbiguous, ProviderRejected, ProviderRetryable
+from activities.sms import send_sms, sms_encoding
 from activities.sms import size_problem as sms_size_problem
 from definition import templates
+from definition.phones import InvalidPhone, normalize_phone
 from definition.sandbox import LimitExceeded
 from settings import Settings
 from storage import journey_versions, ledger
