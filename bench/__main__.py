@@ -3,7 +3,7 @@
 import typer
 
 from bench.command import bench
-from console.errors import guarded
+from process.errors import guarded
 
 if __name__ == "__main__":
     typer.run(guarded(bench))

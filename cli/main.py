@@ -13,7 +13,7 @@ from cli.reconcile import reconcile
 from cli.simulate import simulate
 from cli.validate import validate
 from cli.worker import worker
-from console.errors import guarded
+from process.errors import guarded
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__)
 

@@ -3,7 +3,7 @@
 import typer
 
 from bench.faults.command import faults
-from console.errors import guarded
+from process.errors import guarded
 
 if __name__ == "__main__":
     typer.run(guarded(faults))
