@@ -27,8 +27,8 @@ import requests
 from sqlmodel import Session, col, select
 from twilio.base.exceptions import TwilioException
 
-from activities.provider_errors import InvalidPhone
-from activities.sms import TWILIO_OUTCOMES, normalize_phone, twilio_client
+from activities.sms import TWILIO_OUTCOMES, twilio_client
+from definition.phones import InvalidPhone, normalize_phone
 from definition.statuses import MessageStatus
 from settings import Settings
 from storage import ledger

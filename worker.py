@@ -15,8 +15,12 @@ from temporalio.worker import Worker
 
 from activities.prepare import JourneyPreparation
 from activities.send import MessageSender
+from connection import connect
+from process.errors import exit_on_error
+from process.shutdown import SEND_GRACE_SECONDS, Stop, run_until_stopped
+from publishing import publish_journeys
 from settings import Settings, get_settings
-from stack.shutdown import SEND_GRACE_SECONDS, Stop, run_until_stopped
+from storage.database import migrate
 from workflows import journey as journey_module
 from workflows.journey import JourneyWorkflow, workflow_runner
 
@@ -37,7 +41,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         max_concurrent_activities=ACTIVITY_THREADS,
         max_cached_workflows=settings.workflow_cache_size,
         # A deploy must not cut a send off between the provider call and the ledger update,
-        # and the whole stop must still fit in its budget (stack/shutdown.py).
+        # and the whole stop must still fit in its budget (process/shutdown.py).
         graceful_shutdown_timeout=timedelta(seconds=SEND_GRACE_SECONDS),
     )
 
@@ -58,10 +62,6 @@ def compile_workflow_modules() -> None:
 
 
 async def run_worker(settings: Settings, stop: Stop) -> None:
-    from connection import connect
-    from publishing import publish_journeys
-    from storage.database import migrate
-
     migrate(settings.database_url)
     versions = publish_journeys(settings, [settings.journeys_dir])
     client = await connect(settings)
@@ -94,7 +94,5 @@ async def serve_until_stopped(
 
 
 if __name__ == "__main__":
-    from cli.errors import exit_on_error
-
     with exit_on_error():
         run_until_stopped(lambda stop: run_worker(get_settings(), stop))

@@ -37,10 +37,6 @@ class ProviderAmbiguous(Exception):
         self.message = message
 
 
-class InvalidPhone(ValueError):
-    pass
-
-
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """Seconds the provider asked us to wait: `Retry-After` (seconds or an HTTP date), else
     SendGrid's `X-RateLimit-Reset` (epoch seconds), else None."""

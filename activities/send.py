@@ -27,9 +27,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.adapter import ChannelAdapter, Delivery
 from activities.channels import adapter_for
-from activities.provider_errors import InvalidPhone, ProviderAmbiguous, ProviderRejected, ProviderRetryable
+from activities.provider_errors import ProviderAmbiguous, ProviderRejected, ProviderRetryable
 from definition import templates
 from definition.channels import CUSTOMER_CHANNELS
+from definition.phones import InvalidPhone
 from definition.sandbox import BoundedEnvironment, LimitExceeded
 from definition.statuses import COUNTS_TOWARD_CAP, MessageStatus
 from settings import Settings

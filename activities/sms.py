@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-import phonenumbers
 import requests
 from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
@@ -17,13 +16,13 @@ from twilio.rest import Client
 
 from activities.adapter import Delivery
 from activities.provider_errors import (
-    InvalidPhone,
     ProviderAmbiguous,
     ProviderRejected,
     ProviderRetryable,
     never_connected,
     retry_after_seconds,
 )
+from definition.phones import normalize_phone
 from definition.statuses import MessageStatus
 from settings import Settings
 from storage.models import Customer, Message
@@ -58,23 +57,6 @@ def size_problem(text: str) -> str | None:
     if segments > MAX_SEGMENTS:
         return f"SMS is {segments} segments ({encoding}): at most {MAX_SEGMENTS}"
     return None
-
-
-def normalize_phone(raw: str, default_region: str) -> str:
-    """E.164 form of a valid number without an extension; InvalidPhone says what is wrong.
-
-    The messages leave the number out: they end up in logs and the send ledger."""
-    try:
-        number = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException as error:
-        raise InvalidPhone(f"invalid phone: not a phone number ({error})") from None
-    if number.extension:
-        raise InvalidPhone("invalid phone: it has an extension, an SMS cannot dial one")
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(
-            f"invalid phone: not a valid number for region {default_region} (give it as E.164, e.g. +48601234567)"
-        )
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def sms_encoding(text: str) -> tuple[str, int]:

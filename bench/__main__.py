@@ -1,8 +1,9 @@
 """`python -m bench …`: the same as `cyklo bench …`."""
 
-import sys
+import typer
 
-from cli.main import app
+from bench.command import bench
+from process.errors import guarded
 
 if __name__ == "__main__":
-    app(["bench", *sys.argv[1:]])
+    typer.run(guarded(bench))

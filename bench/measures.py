@@ -21,6 +21,8 @@ from bench.baseline import BASELINE_QUEUE, BASELINE_WORKFLOW, BaselineWorkflow
 from bench.load import ShopClient, purchases_at_rate, wait_for_emails
 from bench.stack import Stack
 from connection import installed_binary
+from simulation.runner import runtime, simulate
+from simulation.scenario import load_scenario
 from workflows.handle import JourneyHandle
 from workflows.interface import JourneyEvent, workflow_id
 from workflows.journey import CUSTOMER_ID, JOURNEY_ID
@@ -281,9 +283,6 @@ async def _run_histories(journey: JourneyHandle) -> list[dict[str, Any]]:
 async def simulation_speed(journeys: Path, scenario_path: Path, repeats: int, phase: Phase) -> dict[str, Any]:
     """Seconds per simulated customer-year on the time-skipping server; the server's own
     start is timed apart, since a batch of simulations pays it once."""
-    from simulation.runner import _runtime, simulate
-    from simulation.scenario import load_scenario
-
     scenario = load_scenario(scenario_path)
     years = (scenario.end - scenario.start).total_seconds() / (365 * 86400)
     advance = phase("simulation: customer-years", repeats)
@@ -296,7 +295,7 @@ async def simulation_speed(journeys: Path, scenario_path: Path, repeats: int, ph
         advance(1)
     began = time.monotonic()
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=installed_binary("temporal-test-server"), runtime=_runtime()
+        test_server_existing_path=installed_binary("temporal-test-server"), runtime=runtime()
     )
     await env.shutdown()
     server = time.monotonic() - began

@@ -12,8 +12,8 @@ from temporalio.worker import Worker
 
 from bench.baseline import BASELINE_QUEUE, BaselineWorkflow, noop
 from connection import connect
+from process.shutdown import Stop, run_until_stopped
 from settings import get_settings
-from stack.shutdown import Stop, run_until_stopped
 from worker import ACTIVITY_THREADS, build_worker, serve_until_stopped
 from workflows.journey import workflow_runner
 

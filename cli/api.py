@@ -16,8 +16,8 @@ def api(
     stops it: requests in flight are answered first."""
     from api.access_log import log_config
     from api.app import create_app
+    from process.shutdown import Stop, http_server, run_until_stopped
     from settings import get_settings
-    from stack.shutdown import Stop, http_server, run_until_stopped
 
     settings = get_settings()
 

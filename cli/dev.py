@@ -17,9 +17,9 @@ def dev(
     emulator_port: Annotated[int, typer.Option(help="Port of the provider emulator.")] = 8025,
 ) -> None:
     """Temporal dev server, worker, API and provider emulator on 127.0.0.1; Ctrl-C stops them all."""
+    from process.shutdown import Stop, run_until_stopped
     from settings import get_settings
     from stack.local import Ports, run
-    from stack.shutdown import Stop, run_until_stopped
 
     base = get_settings()
     # The database goes into the data folder too, unless the environment names one.

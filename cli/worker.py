@@ -6,8 +6,8 @@ from __future__ import annotations
 def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS (publishes the journeys folder first). SIGTERM or
     Ctrl-C stops it: sends in flight finish first."""
+    from process.shutdown import run_until_stopped
     from settings import get_settings
-    from stack.shutdown import run_until_stopped
     from worker import run_worker
 
     run_until_stopped(lambda stop: run_worker(get_settings(), stop))

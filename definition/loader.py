@@ -18,7 +18,7 @@ import yaml
 
 from definition.flow_checks import check_flows, check_stages
 from definition.model import Journey
-from definition.problems import Problem, Report, shown
+from definition.problems import Problem, ProblemsForPeople, Report, shown
 from definition.schema_problems import validated
 from definition.template_checks import check_templates
 from definition.yaml_problems import duplicate_keys, yaml_problem
@@ -39,7 +39,7 @@ class LoadedJourney:
     """sha256 of the YAML and its templates: a published version's identity."""
 
 
-class JourneyProblems(Exception):
+class JourneyProblems(ProblemsForPeople):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(problem) for problem in problems))
         self.problems = problems

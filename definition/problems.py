@@ -16,6 +16,11 @@ Where = tuple[Any, ...]
 """A location in the journey file: mapping keys and list indexes, as in pydantic's `loc`."""
 
 
+class ProblemsForPeople(Exception):
+    """Problems of a file a person wrote (a journey, a scenario), one per line: the command
+    prints them as they are, with no trace."""
+
+
 @dataclass(frozen=True)
 class Problem:
     path: Path

@@ -38,7 +38,8 @@ from workflows.interface import JourneyView
 
 
 @functools.cache
-def _runtime() -> Any:
+def runtime() -> Any:
+    """The Temporal runtime simulations run on (quiet: no telemetry), one per process."""
     return quiet_runtime()
 
 
@@ -101,7 +102,7 @@ async def simulate(
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=installed_binary("temporal-test-server"),
             data_converter=data_converter(settings),
-            runtime=_runtime(),
+            runtime=runtime(),
         )
         try:
             await register_search_attributes(env.client, "default")

@@ -10,6 +10,7 @@ import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from definition.durations import Duration
+from definition.problems import ProblemsForPeople
 from definition.yaml_source import compose_yaml, line_of, load_yaml
 from routing.events import IncomingEvent
 from storage.customers import CustomerProfile
@@ -52,7 +53,7 @@ class Scenario(BaseModel):
         return self.start + self.until
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ProblemsForPeople, ValueError):
     """Every problem of a scenario file, each as `file:line: message`."""
 
     def __init__(self, problems: list[str]) -> None:

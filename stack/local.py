@@ -34,8 +34,8 @@ from connection import SEARCH_ATTRIBUTE_NAMES, connect, installed_binary
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
 from payload_encryption import new_payload_key
+from process.shutdown import CHILD_GRACE_SECONDS, HttpServer, Stop, http_server
 from settings import Settings
-from stack.shutdown import CHILD_GRACE_SECONDS, HttpServer, Stop, http_server
 from worker import ACTIVITY_THREADS, build_worker
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from sqlmodel import Session
 
 from definition.identifiers import Identifier
+from definition.phones import normalize_phone
+from settings import get_settings
 from storage.consents import record_profile_consents
 from storage.models import Customer, utcnow
 
@@ -61,9 +63,6 @@ class CustomerProfile(BaseModel):
     def _phone(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from activities.sms import normalize_phone
-        from settings import get_settings
-
         return normalize_phone(value, get_settings().default_phone_region)
 
 

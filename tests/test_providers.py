@@ -18,8 +18,9 @@ import pytest
 import requests
 
 from activities.email import OutgoingEmail, send_email
-from activities.provider_errors import InvalidPhone, ProviderAmbiguous, ProviderRejected, ProviderRetryable
-from activities.sms import normalize_phone, send_sms, sms_encoding
+from activities.provider_errors import ProviderAmbiguous, ProviderRejected, ProviderRetryable
+from activities.sms import send_sms, sms_encoding
+from definition.phones import InvalidPhone, normalize_phone
 from emulator.server import ProviderEmulator
 from settings import Settings
 from tests.conftest import REPO, emulator_settings

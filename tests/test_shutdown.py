@@ -38,11 +38,11 @@ from connection import SEARCH_ATTRIBUTE_NAMES, installed_binary
 from definition.model import Journey
 from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator
+from process.shutdown import CHILD_GRACE_SECONDS
 from publishing import publish_journeys
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings, as_environment
 from stack.local import end_child, free_port
-from stack.shutdown import CHILD_GRACE_SECONDS
 from storage import customers, journey_versions
 from storage.database import migrate, session_for
 from storage.models import Message
@@ -517,7 +517,7 @@ def _ready(process: subprocess.Popen[str]) -> None:
 
 STOPPING = """
 import asyncio, sys, threading, time
-from stack.shutdown import run_until_stopped
+from process.shutdown import run_until_stopped
 
 async def main(stop):
     {before}

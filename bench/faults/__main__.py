@@ -1,8 +1,9 @@
 """`python -m bench.faults …`: the same as `cyklo faults …`."""
 
-import sys
+import typer
 
-from cli.main import app
+from bench.faults.command import faults
+from process.errors import guarded
 
 if __name__ == "__main__":
-    app(["faults", *sys.argv[1:]])
+    typer.run(guarded(faults))

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 
-from definition.loader import JourneyProblems
+from definition.problems import ProblemsForPeople
 
 
 @contextmanager
 def exit_on_error() -> Iterator[None]:
-    from simulation.scenario import ScenarioError
-
     try:
         yield
-    except (JourneyProblems, ScenarioError) as problems:
+    except ProblemsForPeople as problems:
         for line in str(problems).splitlines():
             print(line, file=sys.stderr)
         raise SystemExit(1) from None
@@ -28,3 +28,14 @@ def exit_on_error() -> Iterator[None]:
     except Exception as error:  # the last line of defence: a person reads this, not a developer
         print(f"cyklo: {type(error).__name__}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The command, with any failure turned into one line for a person and an exit code."""
+
+    @functools.wraps(command)  # typer reads the parameters through __wrapped__
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with exit_on_error():
+            return command(*args, **kwargs)
+
+    return run
