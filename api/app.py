@@ -66,7 +66,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         from publishing import publish_journeys
 
         migrate(settings.database_url)
-        publish_journeys(settings, [settings.journeys_dir])
+        if settings.publish_on_start:
+            publish_journeys(settings, [settings.journeys_dir])
         app.state.client = client or await connect(settings)
         app.state.router = EventRouter(app.state.client, settings, _published_journeys(settings))
         yield

@@ -14,6 +14,7 @@ from cli.dev import dev
 from cli.errors import exit_on_error
 from cli.faults import faults
 from cli.platform import act, customer_app, event, inspect, put_customer
+from cli.publish import diff, publish, rollback, versions
 from cli.reconcile import reconcile
 from cli.simulate import simulate
 from cli.validate import validate
@@ -36,7 +37,23 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
 # A new command is a typed function in its own module (cli/<name>.py), listed here: the
 # function name is the command name, its docstring the help, and `guarded` keeps
 # tracebacks away from the people running it.
-for _command in (validate, simulate, worker, api, dev, event, inspect, act, bench, reconcile, faults):
+for _command in (
+    validate,
+    publish,
+    versions,
+    diff,
+    rollback,
+    simulate,
+    worker,
+    api,
+    dev,
+    event,
+    inspect,
+    act,
+    bench,
+    reconcile,
+    faults,
+):
     app.command()(guarded(_command))
 customer_app.command("put")(guarded(put_customer))
 app.add_typer(customer_app, name="customer")
