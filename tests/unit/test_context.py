@@ -8,6 +8,7 @@ from definition import conditions, templates
 from definition.context import ConditionContext, TemplateContext, known_fields, names, unknown_fields
 from definition.metrics import METRIC_NAMES
 from definition.templates import environment
+from tests.unit.kit import Drive, at, one_stage
 from workflows.machine import event_context
 
 pytestmark = pytest.mark.unit
@@ -75,3 +76,13 @@ def test_a_condition_names_a_missing_event_field_and_a_metric_with_a_suggestion(
         "condition 'metrics.ordrs > 0' uses unknown metric 'ordrs'; did you mean 'orders'?"
     )
     assert conditions.problems("event.properties.category == 'shoes' and experiments.subject == 'a'") == []
+
+
+def test_the_machine_evaluates_conditions_over_the_declared_context() -> None:
+    drive = Drive(one_stage([{"wait": "1d"}]))
+
+    context = drive.machine._condition_context(None, at("2026-03-02T10:00:00+01:00"))
+
+    assert set(context) == names(ConditionContext)
+    assert set(context["metrics"]) == known_fields(ConditionContext)["metrics"]
+    assert set(context["event"]) == known_fields(ConditionContext)["event"]
