@@ -13,14 +13,16 @@ from payload_encryption import EncryptionCodec, PayloadKeyError, parse_payload_k
 from settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, payloads: bool = True) -> Client:
+    """A client of the configured server; with `payloads=False` one that only counts and lists
+    workflows (`cyklo versions`), so it needs no payload keys."""
     api_key = _optional_env("TEMPORAL_API_KEY")
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         api_key=api_key,
         tls=bool(api_key) or _optional_env("TEMPORAL_TLS") == "true",
-        data_converter=data_converter(settings),
+        data_converter=data_converter(settings) if payloads else DataConverter.default,
     )
 
 

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
 
     database_url: str = Field("sqlite:///.cyklo/cyklo.db", validation_alias=_env("CYKLO_DATABASE_URL"))
     journeys_dir: Path = Field(Path("journeys"), validation_alias=_env("CYKLO_JOURNEYS_DIR"))
+    publish_on_start: bool = Field(False, validation_alias=_env("CYKLO_PUBLISH_ON_START"))
+    """The worker and the API publish the journeys folder when they start, as `cyklo publish`
+    would: for a single box that deploys files and restarts. Otherwise they run what is published."""
 
     temporal_address: str = Field("127.0.0.1:7233", validation_alias=_env("TEMPORAL_ADDRESS"))
     temporal_namespace: str = Field("default", validation_alias=_env("TEMPORAL_NAMESPACE"))

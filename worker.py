@@ -18,7 +18,7 @@ from activities.send import MessageSender
 from connection import connect
 from process.errors import exit_on_error
 from process.shutdown import SEND_GRACE_SECONDS, Stop, run_until_stopped
-from publishing import publish_journeys
+from publishing import newest_versions, publish_journeys
 from settings import Settings, get_settings
 from storage.database import migrate
 from workflows import journey as journey_module
@@ -63,11 +63,16 @@ def compile_workflow_modules() -> None:
 
 async def run_worker(settings: Settings, stop: Stop) -> None:
     migrate(settings.database_url)
-    versions = publish_journeys(settings, [settings.journeys_dir])
+    if settings.publish_on_start:
+        publish_journeys(settings, [settings.journeys_dir])
+    versions = newest_versions(settings)
     client = await connect(settings)
+    running = (
+        ", ".join(f"{j} v{v}" for j, v in versions.items()) or "none published yet (run `cyklo publish`)"
+    )
     print(
         f"cyklo worker: {settings.temporal_address} namespace {settings.temporal_namespace} "
-        f"task queue {settings.task_queue}; journeys {', '.join(f'{j} v{v}' for j, v in versions.items())}",
+        f"task queue {settings.task_queue}; journeys {running}",
         flush=True,
     )
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:

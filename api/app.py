@@ -72,7 +72,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(settings.database_url)
-        publish_journeys(settings, [settings.journeys_dir])
+        if settings.publish_on_start:
+            publish_journeys(settings, [settings.journeys_dir])
         app.state.client = client or await connect(settings)
         app.state.router = EventRouter(app.state.client, settings, _published_journeys(settings))
         yield

@@ -9,6 +9,7 @@ from bench.faults.command import faults
 from cli.api import api
 from cli.dev import dev
 from cli.platform import act, customer_app, event, inspect, put_customer
+from cli.publish import diff, publish, rollback, versions
 from cli.reconcile import reconcile
 from cli.simulate import simulate
 from cli.validate import validate
@@ -22,7 +23,23 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 # beside the suite it runs, so `python -m bench` needs no cli), listed here: the
 # function name is the command name, its docstring the help, and `guarded` keeps
 # tracebacks away from the people running it.
-for _command in (validate, simulate, worker, api, dev, event, inspect, act, bench, reconcile, faults):
+for _command in (
+    validate,
+    publish,
+    versions,
+    diff,
+    rollback,
+    simulate,
+    worker,
+    api,
+    dev,
+    event,
+    inspect,
+    act,
+    bench,
+    reconcile,
+    faults,
+):
     app.command()(guarded(_command))
 customer_app.command("put")(guarded(put_customer))
 app.add_typer(customer_app, name="customer")

@@ -10,7 +10,7 @@ size of what they make), never a clock: a replay spends exactly what the first r
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -18,10 +18,11 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import UndefinedError
 
+from definition.context import ConditionContext, names, unknown_fields
 from definition.metrics import METRIC_NAMES, Metrics
 from definition.sandbox import BoundedEnvironment, Budget, LimitExceeded, spending
 
-CONDITION_NAMES = frozenset({"metrics", "event", "stage", "previous_stage", "experiments"})
+CONDITION_NAMES = names(ConditionContext)
 MAX_LENGTH = 1_000
 """Characters of one condition: a rule a marketer reads, not a program."""
 WORK = 100_000
@@ -52,13 +53,15 @@ def problems(expression: str) -> list[str]:
                 f"condition {expression!r} uses unknown name {name.name!r}: "
                 f"use {', '.join(sorted(CONDITION_NAMES))}"
             )
-    for attribute in tree.find_all(nodes.Getattr):
-        if isinstance(attribute.node, nodes.Name) and attribute.node.name == "metrics":
-            if attribute.attr not in METRIC_NAMES:
-                found.append(
-                    f"condition {expression!r} uses unknown metric {attribute.attr!r}: "
-                    f"use {', '.join(sorted(METRIC_NAMES))}"
-                )
+    for unknown in unknown_fields(tree, ConditionContext):
+        if unknown.variable == "metrics":
+            hint = f"; did you mean {unknown.close!r}?" if unknown.close else ""
+            found.append(
+                f"condition {expression!r} uses unknown metric {unknown.field!r}{hint} "
+                f"(use {', '.join(sorted(METRIC_NAMES))})"
+            )
+        else:
+            found.append(f"condition {expression!r}: {unknown}")
     if found:
         return found
     bound = _past_a_bound(expression, tree)
@@ -100,7 +103,7 @@ def _constant(node: nodes.Node) -> bool:
     return all(_constant(child) for child in node.iter_child_nodes())
 
 
-def sample_context() -> dict[str, Any]:
+def sample_context() -> ConditionContext:
     """A returning customer who just bought shoes: what validation evaluates conditions with."""
     now = datetime(2026, 3, 2, 10, 0)
     metrics = Metrics()
@@ -108,7 +111,10 @@ def sample_context() -> dict[str, Any]:
     metrics.record_purchase(now, 120.0, "shoes")
     return {
         "metrics": metrics.view(now),
-        "event": {"type": "purchase", "properties": {"order_id": "o-1", "amount": 120.0, "category": "shoes"}},
+        "event": {
+            "type": "purchase",
+            "properties": {"order_id": "o-1", "amount": 120.0, "category": "shoes"},
+        },
         "stage": "active",
         "previous_stage": "new",
         "experiments": {},
@@ -122,7 +128,7 @@ def _compiled(expression: str) -> Callable[..., Any]:
     return _environment.compile_expression(expression, undefined_to_none=False)
 
 
-def evaluate(expression: str, context: dict[str, Any]) -> bool:
+def evaluate(expression: str, context: Mapping[str, Any]) -> bool:
     """Evaluate; a missing event property counts as false rather than stopping a journey."""
     try:
         # Compiled outside the budget: it is cached, so a replay may not compile again.

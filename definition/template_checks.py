@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from jinja2 import FunctionLoader, TemplateSyntaxError, meta, nodes
 
 from definition import conditions, templates
+from definition.context import TemplateContext, unknown_fields
 from definition.model import Journey, SendStep
 from definition.problems import Problem, Report, Where, shown, suggest
 from definition.sandbox import BoundedEnvironment, LimitExceeded, spending, template_budget
@@ -98,6 +99,9 @@ def _read_templates(templates_dir: Path, wanted: list[str]) -> tuple[dict[str, s
             problems.append(Problem(file, 1, f"template syntax error: {error}"))
             continue
         problems += _unknown_variables(file, tree)
+        problems += [
+            Problem(file, unknown.line, str(unknown)) for unknown in unknown_fields(tree, TemplateContext)
+        ]
         problems += _constant_bounds(environment, file, tree)
         for referenced, line in _references(tree):
             if PurePosixPath(referenced).is_absolute() or ".." in PurePosixPath(referenced).parts:

@@ -12,22 +12,20 @@ stops at MAX_OUTPUT characters: past any of them the message is a template error
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, assert_never
 
 from jinja2 import BaseLoader, DictLoader, StrictUndefined, Template, select_autoescape
 
 from definition.channels import Channel
+from definition.context import TemplateContext, names
 from definition.sandbox import MAX_VALUE, BoundedEnvironment, LimitExceeded, spending, template_budget
 
-TEMPLATE_NAMES = frozenset({"customer", "metrics", "event", "discount_code", "shop", "links"})
-"""Variables every template may use:
-customer      first_name, locale, timezone
-metrics       see definition.metrics.Metrics.view
-event         type and properties of the event that entered the stage (e.g. the purchase)
-discount_code a unique single-use code for this message
-shop          name, url, currency
-links         unsubscribe, preferences
-"""
+TEMPLATE_NAMES = names(TemplateContext)
+"""Variables every template may use: definition.context.TemplateContext says what each holds."""
+
+TEMPLATE_ERROR = "template error"
+"""How the reason of a message that failed to render begins (activities.send)."""
 
 EMAIL_PARTS = ("subject.txt", "html", "txt")
 SMS_PARTS = ("txt",)
@@ -98,7 +96,7 @@ def render(
     locale: str,
     channel: Channel,
     name: str,
-    context: dict[str, Any],
+    context: Mapping[str, Any],
     seconds: float = RENDER_SECONDS,
 ) -> dict[str, str]:
     """Render every part of one message: {'subject.txt': ..., 'html': ..., 'txt': ...}.
@@ -118,7 +116,7 @@ def render(
     return rendered
 
 
-def render_part(env: BoundedEnvironment, template: str | Template, context: dict[str, Any]) -> str:
+def render_part(env: BoundedEnvironment, template: str | Template, context: Mapping[str, Any]) -> str:
     """One template, its output counted chunk by chunk; inside `spending(...)`."""
     made: list[str] = []
     size = 0
@@ -132,7 +130,7 @@ def render_part(env: BoundedEnvironment, template: str | Template, context: dict
     return "".join(made)
 
 
-def sample_context() -> dict[str, Any]:
+def sample_context() -> TemplateContext:
     """What `cyklo validate` renders every message with: a returning customer who just bought."""
     from definition.conditions import sample_context as condition_sample
 

@@ -29,13 +29,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import publishing
 from api.app import create_app
 from connection import SEARCH_ATTRIBUTE_NAMES, connect, installed_binary
+from definition.model import Journey
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
 from payload_encryption import new_payload_key
 from process.shutdown import CHILD_GRACE_SECONDS, HttpServer, Stop, http_server
 from settings import Settings
+from storage import journey_versions
+from storage.database import session_for
 from worker import ACTIVITY_THREADS, build_worker
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -227,9 +231,12 @@ async def run(
         }
     )
     emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))
+    # `cyklo dev` is where a marketer edits journeys: it publishes them now and on every change.
+    announce(await asyncio.to_thread(publishing.report, settings, [settings.journeys_dir]))
     async with temporal_dev_server(folder, ports):
         client = await connect_when_ready(settings)
-        server = http_server(create_app(settings, client=client), "127.0.0.1", ports.api, log_level="warning")
+        app = create_app(settings, client=client)
+        server = http_server(app, "127.0.0.1", ports.api, log_level="warning")
         async with contextlib.AsyncExitStack() as running:
             running.enter_context(emulator)
             executor = running.enter_context(ThreadPoolExecutor(max_workers=ACTIVITY_THREADS))
@@ -250,7 +257,26 @@ async def run(
             )
             if demo:
                 await asyncio.to_thread(enrol_demo_customers, api_url, api_key)
-            await stop.wait(serving)
+            watching = asyncio.ensure_future(
+                publishing.watch(
+                    settings, settings.journeys_dir, announce, lambda: _route_published(app, settings)
+                )
+            )
+            try:
+                await stop.wait(serving)
+            finally:
+                watching.cancel()
+
+
+def _route_published(app: Any, settings: Settings) -> None:
+    """The API's router reads the journeys' entry rules at start: give it the new ones."""
+    router = getattr(app.state, "router", None)
+    if router is None:
+        return
+    with session_for(settings.database_url, read_only=True) as session:
+        router.journeys = [
+            Journey.model_validate_json(text) for text in journey_versions.newest_definitions(session)
+        ]
 
 
 @contextlib.asynccontextmanager

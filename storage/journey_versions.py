@@ -1,4 +1,5 @@
-"""Published journey versions: a running customer keeps the version they entered with."""
+"""Published journey versions: frozen by `cyklo publish`; a running customer keeps the version
+they entered with."""
 
 from __future__ import annotations
 
@@ -15,29 +16,46 @@ class JourneyNotPublished(LookupError):
 
 
 def publish(
-    session: Session, journey_id: str, content_hash: str, definition_json: str, templates: dict[str, str]
+    session: Session,
+    journey_id: str,
+    content_hash: str,
+    definition_json: str,
+    templates: dict[str, str],
+    git_commit: str | None = None,
 ) -> int:
-    """The version number for this content: the existing one if unchanged, else the next."""
-    existing = session.exec(
-        select(JourneyVersion).where(
-            JourneyVersion.journey_id == journey_id, JourneyVersion.content_hash == content_hash
-        )
-    ).first()
-    if existing is not None:
-        return existing.version
+    """The version number for this content: the newest one if it holds the same content,
+    else the next. Content equal to an older version is published again as the newest:
+    that is what a rollback (or undoing an edit by hand) asks for."""
     newest = session.exec(
-        select(func.max(JourneyVersion.version)).where(JourneyVersion.journey_id == journey_id)
-    ).one()
+        select(JourneyVersion)
+        .where(JourneyVersion.journey_id == journey_id)
+        .order_by(col(JourneyVersion.version).desc())
+    ).first()
+    if newest is not None and newest.content_hash == content_hash:
+        return newest.version
     row = JourneyVersion(
         journey_id=journey_id,
-        version=(newest or 0) + 1,
+        version=(newest.version if newest is not None else 0) + 1,
         content_hash=content_hash,
         definition=definition_json,
         templates=templates,
+        git_commit=git_commit,
     )
     session.add(row)
     session.commit()
     return row.version
+
+
+def history(session: Session, journey_id: str) -> list[JourneyVersion]:
+    """Every published version of the journey, oldest first."""
+    rows = session.exec(
+        select(JourneyVersion)
+        .where(JourneyVersion.journey_id == journey_id)
+        .order_by(col(JourneyVersion.version))
+    ).all()
+    if not rows:
+        raise _not_published(journey_id, None)
+    return list(rows)
 
 
 def get(session: Session, journey_id: str, version: int | None = None) -> JourneyVersion:
@@ -52,10 +70,12 @@ def get(session: Session, journey_id: str, version: int | None = None) -> Journe
 
 
 def _not_published(journey_id: str, version: int | None) -> JourneyNotPublished:
-    wanted = f"version {version} of " if version is not None else ""
-    return JourneyNotPublished(
-        f"{wanted}journey {journey_id!r} is not published: run the worker or `cyklo publish`"
-    )
+    if version is not None:
+        return JourneyNotPublished(
+            f"version {version} of journey {journey_id!r} is not published: "
+            f"`cyklo versions {journey_id}` lists those that are"
+        )
+    return JourneyNotPublished(f"journey {journey_id!r} is not published: run `cyklo publish`")
 
 
 def newest_version(session: Session, journey_id: str) -> int:

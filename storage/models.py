@@ -126,10 +126,7 @@ class JourneyVersion(SQLModel, table=True):
     """A published journey: definition and templates frozen together under a version number."""
 
     __tablename__ = "journey_versions"
-    __table_args__ = (
-        UniqueConstraint("journey_id", "version"),
-        UniqueConstraint("journey_id", "content_hash"),
-    )
+    __table_args__ = (UniqueConstraint("journey_id", "version"),)
 
     id: int | None = Field(default=None, primary_key=True)
     journey_id: str = Field(index=True, max_length=100)
@@ -139,3 +136,5 @@ class JourneyVersion(SQLModel, table=True):
     """The definition as JSON, as the workflow receives it."""
     templates: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     published_at: datetime = _timestamp(default_factory=utcnow)
+    git_commit: str | None = Field(default=None, max_length=40)
+    """The commit of the git tree the files were published from, when they were in one."""

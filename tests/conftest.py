@@ -125,6 +125,9 @@ def emulator_settings(emulator: ProviderEmulator, **overrides: Any) -> Settings:
         "twilio_base_url": emulator.url,
         "provider_timeout_seconds": 5,
         "payload_keys": new_payload_key("test"),
+        # The worker and API of these tests publish the shipped journeys when they start, as a
+        # single box would; tests of explicit publishing pass publish_on_start=False.
+        "publish_on_start": True,
     }
     fields.update(overrides)
     return Settings(**fields)

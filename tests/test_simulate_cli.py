@@ -108,3 +108,36 @@ def test_purchase_amount_must_be_a_number_and_numeric_text_is_taken() -> None:
     assert taken.properties["amount"] == 2500.0
     assert error.value.errors()[0]["loc"] == ("properties", "amount")
     assert "expected a finite number" in str(error.value)
+
+
+def test_simulate_exits_1_when_a_message_fails_with_a_template_error(tmp_path: Path) -> None:
+    """The journey validates (event properties are open), yet the purchase that starts the
+    stage has no `coupon`: the message fails when it renders, and so does the command."""
+    journeys = tmp_path / "journeys"
+    for locale in ("pl", "en"):
+        folder = journeys / "templates" / locale / "email"
+        folder.mkdir(parents=True)
+        (folder / "thanks.subject.txt").write_text("Thanks\n")
+        (folder / "thanks.txt").write_text("Your code: {{ event.properties.coupon }}\n")
+        (folder / "thanks.html").write_text("<p>Your code: {{ event.properties.coupon }}</p>\n")
+    (journeys / "thanks.yaml").write_text(
+        "journey: thanks\nname: Thanks\nentry:\n  - {on: purchase, to: bought}\n"
+        "stages:\n  bought:\n    flow:\n      - send: {channel: email, template: thanks}\n"
+    )
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(
+        "customer: {id: c-1, locale: pl, timezone: Europe/Warsaw, email: a@example.com,"
+        " consents: {email: true, sms: false, source: test}}\n"
+        "start: 2026-03-02T10:00:00+01:00\n"
+        "events:\n  - {at: 0s, type: purchase, id: e-1, properties: {order_id: o-1, amount: 10.0}}\n"
+        "until: 1d\n"
+    )
+    assert cyklo("validate", str(journeys)).returncode == 0
+
+    result = cyklo("simulate", str(journeys), "--scenario", str(scenario))
+
+    assert "✗ email thanks" in result.stdout
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == "cyklo simulate: 1 message failed with a template error: thanks email thanks"
+    )

@@ -232,3 +232,21 @@ def test_two_journeys_sending_at_once_cannot_both_pass_the_cap(
 
     assert statuses == ["capped", "sent"]
     assert len(emulator.messages("email")) == 3
+
+
+def test_content_of_an_older_version_is_published_again_as_the_newest(database_url: str) -> None:
+    """What `cyklo rollback` does; the migration lets a content hash repeat on both databases."""
+    migrate(database_url)
+    with session_for(database_url) as session:
+        numbers = [
+            journey_versions.publish(session, "promo", content, "{}", {}, git_commit="a" * 40)
+            for content in ("old", "new", "new", "old")
+        ]
+        rows = journey_versions.history(session, "promo")
+
+    assert numbers == [1, 2, 2, 3]
+    assert [(row.version, row.content_hash, row.git_commit) for row in rows] == [
+        (1, "old", "a" * 40),
+        (2, "new", "a" * 40),
+        (3, "old", "a" * 40),
+    ]

@@ -357,6 +357,35 @@ def test_variable_not_in_the_template_context_is_named_at_its_first_use(project:
     ]
 
 
+def test_cli_names_a_misspelt_customer_field_in_every_locale_once_per_place(project: Project) -> None:
+    for locale in ("pl", "en"):
+        project.template(
+            f"{locale}/email/welcome.txt",
+            "Hello {{ customer.frist_name }}\n{{ customer.frist_name }} {{ customer.frist_name }}\n",
+        )
+
+    result = cyklo("validate", "journeys")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"journeys/templates/{locale}/email/welcome.txt:{line}: "
+        "customer has no field 'frist_name'; did you mean 'first_name'?"
+        for locale in ("en", "pl")
+        for line in (1, 2)
+    ]
+
+
+def test_fields_are_checked_in_layouts_and_event_properties_stay_open(project: Project) -> None:
+    project.template(
+        "pl/email/_layout.html",
+        "<html>{% block body %}{% endblock %}\n{{ links.unsubscibe }}{{ event.properties.coupon_code }}</html>\n",
+    )
+
+    assert project.problems() == [
+        "journeys/templates/pl/email/_layout.html:2: links has no field 'unsubscibe'; did you mean 'unsubscribe'?"
+    ]
+
+
 def test_missing_layout_is_named_at_the_extends_line(project: Project) -> None:
     project.template("en/email/welcome.html", '{# the new look #}\n{% extends "en/email/_frame.html" %}\n')
 
