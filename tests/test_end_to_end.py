@@ -205,7 +205,7 @@ async def test_cli_verbs_drive_the_same_api(stack: Stack) -> None:
     assert bad[0] == 1 and "rejected — type:" in bad[1], bad
     assert paused[0] == 0 and "stage prospect; next: paused by Ewa" in paused[1]
     assert refused[0] != 0 and "404" in refused[2] and "Traceback" not in refused[2]
-    assert "journey lifecycle v1: stage prospect, step prospect/1, paused by Ewa" in inspected[1]
+    assert "journey lifecycle v1: stage prospect, step wait 3d before first_order_nudge, paused by Ewa" in inspected[1]
     assert "email welcome" in " ".join(inspected[1].split()) and "delivered" in inspected[1]
     assert json.loads(as_json[1])["journeys"]["lifecycle"]["paused"]["by"] == "Ewa"
 
