@@ -88,8 +88,8 @@ class FromRow(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class ProfileRecord(FromRow):
-    """The customer's row: contact data, consents and suppressions as they stand now."""
+class CustomerContact(FromRow):
+    """Who the customer is and how to reach them: the part of their row every view shows."""
 
     id: str
     email: str | None
@@ -97,6 +97,11 @@ class ProfileRecord(FromRow):
     first_name: str | None
     locale: str
     timezone: str
+
+
+class ProfileRecord(CustomerContact):
+    """The customer's row: contact data, consents and suppressions as they stand now."""
+
     consent_email: bool
     consent_sms: bool
     consent_source: str | None

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.dependencies import ClientDep, JourneysDep, SettingsDep, requires
-from api.models import CustomerIdPath, FromRow
+from api.models import CustomerContact, CustomerIdPath, FromRow
 from api.support import visibility_literal
 from definition.channels import Channel
 from settings import Settings
@@ -33,13 +33,7 @@ from workflows.interface import JourneyView
 router = APIRouter(tags=["support"])
 
 
-class ExportedProfile(FromRow):
-    id: str
-    email: str | None
-    phone: str | None
-    first_name: str | None
-    locale: str
-    timezone: str
+class ExportedProfile(CustomerContact):
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
