@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 
 from emulator.server import ProviderEmulator
@@ -12,6 +13,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
     parser.add_argument("--port", type=int, default=8025)
     arguments = parser.parse_args()
+    # Started as `python -m emulator &` from a script, SIGINT arrives ignored: Ctrl-C (or the
+    # supervisor's SIGINT) must stop it all the same, as it stops every cyklo process.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         emulator = ProviderEmulator(port=arguments.port)
     except OSError as error:
