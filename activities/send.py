@@ -28,8 +28,10 @@ from temporalio.exceptions import ApplicationError
 from activities.adapter import ChannelAdapter, Delivery
 from activities.channels import adapter_for
 from activities.provider_errors import ProviderAmbiguous, ProviderRejected, ProviderRetryable
+from activities.rendering import customer_view, links_view, render_message, template_context
 from definition import templates
 from definition.channels import CUSTOMER_CHANNELS
+from definition.context import EventView
 from definition.phones import InvalidPhone
 from definition.sandbox import BoundedEnvironment, LimitExceeded
 from definition.statuses import COUNTS_TOWARD_CAP, MessageStatus
@@ -121,7 +123,7 @@ class MessageSender:
             destination=destination,
             first_name=customer.first_name,
             rendered=rendered,
-            unsubscribe_url=None if request.transactional else _links(self.settings, message)["unsubscribe"],
+            unsubscribe_url=None if request.transactional else links_view(self.settings, message.id)["unsubscribe"],
         )
         try:
             provider_id = channel.deliver(delivery, self.settings)
@@ -218,27 +220,16 @@ class MessageSender:
         message: Message,
         customer: Customer,
     ) -> dict[str, str]:
-        locale = customer.locale if customer.locale in locales else locales[0]
-        context: dict[str, Any] = {
-            "customer": {"first_name": customer.first_name, "locale": locale, "timezone": customer.timezone},
-            "metrics": request.metrics,
-            "event": request.event,
-            "discount_code": message.discount_code,
-            "shop": {
-                "name": self.settings.shop_name,
-                "url": self.settings.shop_url,
-                "currency": self.settings.currency,
-            },
-            "links": _links(self.settings, message),
-        }
-        return templates.render(
-            environment,
-            locale,
-            request.channel,
-            request.template,
-            context,
-            seconds=self.settings.render_seconds,
+        assert message.id is not None and message.discount_code is not None, "both set when claimed"
+        context = template_context(
+            customer_view(customer.first_name, customer.locale, customer.timezone, locales),
+            request.metrics,
+            cast(EventView, request.event),
+            message.discount_code,
+            links_view(self.settings, message.id),
+            self.settings,
         )
+        return render_message(environment, request.channel, request.template, context, self.settings)
 
 
 def _delivered_before() -> tuple[int, str | None] | None:
@@ -299,6 +290,7 @@ def _refusal(
         .where(
             Message.customer_id == request.customer_id,
             col(Message.transactional).is_(False),
+            col(Message.test).is_(False),
             col(Message.channel).in_(CUSTOMER_CHANNELS),
             # In flight counts too: two journeys sending at once must not both pass.
             col(Message.status).in_(COUNTS_TOWARD_CAP),
@@ -342,13 +334,6 @@ def public_reason(message: Message) -> str | None:
 def _discount_code() -> str:
     # Unique per message and stored with it, so the shop can honour it exactly once.
     return "CYK-" + secrets.token_hex(4).upper()
-
-
-def _links(settings: Settings, message: Message) -> dict[str, str]:
-    return {
-        "unsubscribe": f"{settings.shop_url}/unsubscribe?m={message.id}",
-        "preferences": f"{settings.shop_url}/preferences",
-    }
 
 
 @lru_cache(maxsize=64)

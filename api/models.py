@@ -125,6 +125,8 @@ class MessageEntry(FromRow):
     channel: str
     template: str
     transactional: bool
+    test: bool
+    """Sent by `cyklo send-test` to a tester, not to the customer; never capped or reported."""
     status: str
     reason: str | None
     provider_message_id: str | None

@@ -361,7 +361,7 @@ def _timeline(record: CustomerRecord) -> list[_TimelineRow]:
         _TimelineRow(
             message.scheduled_at,
             "message",
-            f"{message.channel} {message.template}",
+            f"{message.channel} {message.template}" + (" (test send)" if message.test else ""),
             f"{message.journey_id} / {message.stage}" + (f" — {message.reason}" if message.reason else ""),
             message.status,
         )

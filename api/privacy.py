@@ -76,6 +76,7 @@ class ExportedMessage(FromRow):
     channel: Channel
     template: str
     transactional: bool
+    test: bool
     status: str
     reason: str | None
     discount_code: str | None

@@ -9,6 +9,7 @@ from bench.faults.command import faults
 from cli.api import api
 from cli.dev import dev
 from cli.platform import act, customer_app, event, inspect, put_customer
+from cli.preview import preview
 from cli.publish import diff, publish, rollback, versions
 from cli.reconcile import reconcile
 from cli.simulate import simulate
@@ -30,6 +31,7 @@ for _command in (
     diff,
     rollback,
     simulate,
+    preview,
     worker,
     api,
     dev,

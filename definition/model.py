@@ -257,6 +257,15 @@ class Journey(_Strict):
     def entry_event_types(self) -> set[str]:
         return {entry.on for entry in self.entry}
 
+    def sends(self) -> list[tuple[str, SendSpec]]:
+        """(stage, send) of every send step, stage by stage in file order."""
+        return [
+            (name, step.send)
+            for name, stage in self.stages.items()
+            for step in iter_steps(stage.flow)
+            if isinstance(step, SendStep)
+        ]
+
 
 def child_flows(step: AnyStep) -> list[tuple[str, list[AnyStep]]]:
     """The nested flows of a step, each with the path segment that names it."""

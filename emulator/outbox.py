@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from activities.sms import sms_encoding
+from definition.sms_text import sms_encoding
 from emulator.records import RecordedMessage
 
 

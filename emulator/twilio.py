@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlencode
 
 import phonenumbers
 
-from activities.sms import sms_encoding
 from definition.channels import Channel
+from definition.sms_text import sms_encoding
 from emulator.endpoint import Endpoint, retry_after
 from emulator.records import RecordedMessage
 

@@ -79,6 +79,9 @@ class Message(SQLModel, table=True):
     channel: str = Field(max_length=8)
     template: str = Field(max_length=100)
     transactional: bool = False
+    test: bool = False
+    """A test send (`cyklo send-test`): kept for the record, never counted by the frequency
+    cap or in reports."""
     status: str = Field(index=True, max_length=16)
     reason: str | None = Field(default=None, sa_column=Column(Text))
     provider_message_id: str | None = Field(default=None, index=True, max_length=100)

@@ -19,7 +19,7 @@ import requests
 
 from activities.email import OutgoingEmail, send_email
 from activities.provider_errors import ProviderAmbiguous, ProviderRejected, ProviderRetryable
-from activities.sms import send_sms, sms_encoding
+from activities.sms import send_sms
 from definition.phones import InvalidPhone, normalize_phone
 from emulator.server import ProviderEmulator
 from settings import Settings
@@ -397,7 +397,7 @@ def test_python_m_emulator_serves_until_ctrl_c_without_a_traceback() -> None:
     assert f"http://127.0.0.1:{port}" in stdout
 
 
-# --- phone numbers and segments -----------------------------------------------------------
+# --- phone numbers ---------------------------------------------------------------------
 
 
 def test_polish_numbers_are_normalised_to_e164() -> None:
@@ -415,39 +415,3 @@ def test_numbers_with_an_extension_are_refused() -> None:
 def test_garbage_is_not_a_phone_number(garbage: str) -> None:
     with pytest.raises(InvalidPhone, match="invalid phone"):
         normalize_phone(garbage, "PL")
-
-
-def test_plain_text_is_gsm7_with_160_characters_alone_and_153_per_part() -> None:
-    assert sms_encoding("a" * 160) == ("GSM-7", 1)
-    assert sms_encoding("a" * 161) == ("GSM-7", 2)
-    assert sms_encoding("a" * 306) == ("GSM-7", 2)
-    assert sms_encoding("a" * 307) == ("GSM-7", 3)
-
-
-@pytest.mark.parametrize("character", list("€[]{}^~|\\"))
-def test_gsm7_extension_characters_count_twice(character: str) -> None:
-    assert sms_encoding(character * 80) == ("GSM-7", 1)
-    assert sms_encoding(character * 81) == ("GSM-7", 2)
-
-
-def test_an_escape_sequence_is_never_split_between_parts() -> None:
-    # 306 septets would fit two parts, but the € cannot straddle the first boundary.
-    assert sms_encoding("a" * 152 + "€" + "a" * 152) == ("GSM-7", 3)
-
-
-@pytest.mark.parametrize("letter", list("ąćęłńóśźżĄĆĘŁŃÓŚŹŻ"))
-def test_any_polish_letter_forces_ucs2(letter: str) -> None:
-    assert sms_encoding(f"Promocja {letter}") == ("UCS-2", 1)
-
-
-def test_polish_letters_force_ucs2_and_shorter_segments() -> None:
-    assert sms_encoding("ą" * 70) == ("UCS-2", 1)
-    assert sms_encoding("Dziękujemy" + "a" * 61) == ("UCS-2", 2)
-    assert sms_encoding("ż" * 134) == ("UCS-2", 2)
-    assert sms_encoding("ż" * 135) == ("UCS-2", 3)
-
-
-def test_ucs2_counts_utf16_units_and_never_splits_a_surrogate_pair() -> None:
-    assert sms_encoding("😀" * 35) == ("UCS-2", 1)
-    assert sms_encoding("😀" * 36) == ("UCS-2", 2)
-    assert sms_encoding("a" * 66 + "😀" + "a" * 66) == ("UCS-2", 3)
