@@ -64,8 +64,8 @@ def choose_journey(journeys: Sequence[Journey], template: str, journey_id: str |
     if not sending:
         names = {m.send.template for journey in journeys for m in messages(journey)}
         raise PreviewRefused(f"no journey sends a template {template!r}{suggest(template, names)}")
-    ids = ", ".join(journey.journey for journey in sending)
-    raise PreviewRefused(f"{template!r} is sent by the journeys {ids}: choose one with --journey")
+    senders = ", ".join(journey.journey for journey in sending)
+    raise PreviewRefused(f"{template!r} is sent by the journeys {senders}: choose one with --journey")
 
 
 def choose_message(journey: Journey, template: str, channel: Channel | None) -> JourneyMessage:

@@ -77,7 +77,7 @@ def _view(
     also: tuple[str, ...] = (),
 ) -> View:
     """`data` as `view`; a key the view does not declare is a problem (pydantic would drop it)."""
-    fields = list(get_type_hints(view))
+    fields: list[str] = list(get_type_hints(view))
     allowed = ", ".join([*fields, *also])
     problems = [
         Problem(path, line_of(root, (key,)), f"{key}: unknown field; a {kind} file has {allowed}")

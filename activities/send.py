@@ -88,7 +88,7 @@ class MessageSender:
             try:
                 destination = channel.destination(customer, request, self.settings)
             except InvalidPhone as problem:
-                return _outcome(_finish(session, message, MessageStatus.FAILED, str(problem)), customer)
+                return _outcome(finish(session, message, MessageStatus.FAILED, str(problem)), customer)
             try:
                 rendered = self._render(environment, locales, request, message, customer)
                 too_large = channel.check(message, rendered)
@@ -96,11 +96,11 @@ class MessageSender:
                     raise MessageTooLarge(too_large)
             except (LimitExceeded, MessageTooLarge, templates.OutputNotJson) as problem:
                 return _outcome(
-                    _finish(session, message, MessageStatus.FAILED, f"template error: {problem}"), customer
+                    finish(session, message, MessageStatus.FAILED, f"template error: {problem}"), customer
                 )
             except Exception as problem:  # the template's own error at render time, whatever it is
                 reason = f"template error: {type(problem).__name__}: {problem}"
-                return _outcome(_finish(session, message, MessageStatus.FAILED, reason), customer)
+                return _outcome(finish(session, message, MessageStatus.FAILED, reason), customer)
             if not _mark_sending(session, message):
                 # A timed-out attempt still running took the row over: its call decides.
                 session.refresh(message)
@@ -130,11 +130,11 @@ class MessageSender:
         except ProviderRetryable as problem:
             with session_for(self.settings.database_url) as session:
                 if activity.info().attempt >= SEND_MAX_ATTEMPTS:
-                    failed = _finish(
+                    failed = finish(
                         session, message, MessageStatus.FAILED, f"provider unavailable: {problem.message}"
                     )
                     return _outcome(failed, customer)
-                _finish(session, message, MessageStatus.RETRYING, problem.message)
+                finish(session, message, MessageStatus.RETRYING, problem.message)
             raise ApplicationError(
                 f"provider busy or down, will retry: {problem.message}",
                 type="ProviderRetryable",
@@ -147,7 +147,7 @@ class MessageSender:
         except ProviderRejected as problem:
             with session_for(self.settings.database_url) as session:
                 return _outcome(
-                    _finish(session, message, MessageStatus.FAILED, f"{problem.code}: {problem.message}"),
+                    finish(session, message, MessageStatus.FAILED, f"{problem.code}: {problem.message}"),
                     customer,
                 )
         # The provider took it: should recording fail, the next attempt finds this and only records.
@@ -180,7 +180,7 @@ class MessageSender:
             reason = (
                 f"{ledger.OUTCOME_UNKNOWN}: an earlier attempt stopped during the provider call; not resent"
             )
-            return _finish(session, message, MessageStatus.FAILED, reason), customer
+            return finish(session, message, MessageStatus.FAILED, reason), customer
         if message is None:
             message = Message(
                 idempotency_key=request.idempotency_key,
@@ -199,7 +199,7 @@ class MessageSender:
         refusal = _refusal(session, request, customer)
         if refusal is not None:
             status, reason = refusal
-            return _finish(session, message, status, reason), customer
+            return finish(session, message, status, reason), customer
         message.status = MessageStatus.PENDING
         message.attempts += 1
         message.updated_at = utcnow()
@@ -304,7 +304,8 @@ def _refusal(
     return None
 
 
-def _finish(session: Session, message: Message, status: MessageStatus, reason: str | None) -> Message:
+def finish(session: Session, message: Message, status: MessageStatus, reason: str | None) -> Message:
+    """Record the row's status and reason (also for activities.send_test)."""
     message.status = status
     message.reason = reason
     message.updated_at = utcnow()

@@ -1,4 +1,5 @@
-"""The support page: one customer's profile, journeys with a stage diagram, timeline, actions.
+"""The support page: one customer's profile, journeys with a stage diagram, timeline, actions;
+and the preview page: every message of a journey, per locale, as the customer would see it.
 
 Server-rendered (Jinja2), so it works without JavaScript; actions are forms that run the
 same workflow updates as the API and come back to the page with the outcome.
@@ -25,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from activities.previews import JourneyMessage, LocalePreview, journey_previews
 from api.auth import KEY_IN_URL_REFUSED, has_key_in_url
 from api.dependencies import JourneysDep, SessionsDep, SettingsDep, settings_of
 from api.models import CustomerRecord
@@ -38,6 +40,7 @@ from api.sessions import (
     csrf_matches,
 )
 from api.support import ActionRequest, run_action
+from definition import templates
 from definition.durations import format_duration
 from definition.model import Journey
 from settings import Settings
@@ -46,6 +49,7 @@ from storage.database import session_for
 from workflows.interface import JourneyView, SupportKind
 
 SIGN_IN_PATH = "/support/login"
+PREVIEW_PATH = "/support/preview"
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -56,6 +60,12 @@ SECURITY_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
 }
+PREVIEW_POLICY = (
+    # The emails' images as a customer's mail client loads them; srcdoc frames inherit this,
+    # so the emails' own scripts, styles from elsewhere and forms stay blocked.
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 FORGED_FORM = (
     "This form is out of date or did not come from this site, so nothing was done: "
     "reload the page and submit it again (the page needs cookies)."
@@ -102,7 +112,9 @@ class SupportPageRoute(APIRoute):
                         for problem in error.errors()
                     )
                     response = _message_page(status.HTTP_422_UNPROCESSABLE_CONTENT, "Bad request", fields)
-            response.headers.update(SECURITY_HEADERS)
+            for name, value in SECURITY_HEADERS.items():
+                # A page may narrow or widen its own policy (the preview page shows images).
+                response.headers.setdefault(name, value)
             return response
 
         return answer
@@ -120,10 +132,17 @@ def _signed_in(request: Request, sessions: SessionsDep) -> SupportSession:
     session = sessions.resume(request.cookies.get(SESSION_COOKIE))
     if session is None:
         customer = request.path_params.get("customer_id")
-        raise SignInRequired(customer_path(customer) if customer else "/support")
+        journey = request.path_params.get("journey_id")
+        if customer:
+            raise SignInRequired(customer_path(customer))
+        raise SignInRequired(preview_path(journey) if journey else "/support")
     if not session.may("support:read"):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this key lacks the scope 'support:read'")
     return session
+
+
+def preview_path(journey_id: str) -> str:
+    return f"{PREVIEW_PATH}/{quote(journey_id, safe='')}"
 
 
 SignedIn = Annotated[SupportSession, Depends(_signed_in)]
@@ -173,10 +192,31 @@ async def sign_out(request: Request, session: SignedIn, csrf: CsrfField = "") ->
 
 
 @router.get("/support", response_class=HTMLResponse)
-async def find_customer(session: SignedIn, customer: str = "") -> Response:
+async def find_customer(session: SignedIn, settings: SettingsDep, customer: str = "") -> Response:
     if customer.strip():
         return RedirectResponse(customer_path(customer.strip()), status_code=status.HTTP_303_SEE_OTHER)
-    return _page("index.html", caller=session.caller.label, csrf=session.csrf_token)
+    journeys = await asyncio.to_thread(_published_ids, settings)
+    previews = [(journey_id, preview_path(journey_id)) for journey_id in journeys]
+    return _page("index.html", previews=previews, caller=session.caller.label, csrf=session.csrf_token)
+
+
+@router.get(PREVIEW_PATH + "/{journey_id}", response_class=HTMLResponse)
+async def preview_page(journey_id: str, session: SignedIn, settings: SettingsDep) -> Response:
+    """Every message of the journey's newest published version, in each of its locales."""
+    try:
+        version, journey, messages = await asyncio.to_thread(_previews, settings, journey_id)
+    except journey_versions.JourneyNotPublished as missing:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
+    response = _page(
+        "preview.html",
+        journey=journey,
+        version=version,
+        messages=messages,
+        caller=session.caller.label,
+        csrf=session.csrf_token,
+    )
+    response.headers["Content-Security-Policy"] = PREVIEW_POLICY
+    return response
 
 
 @router.get("/support/{customer_id}", response_class=HTMLResponse)
@@ -233,6 +273,21 @@ async def support_action(
     return RedirectResponse(
         f"{customer_path(customer_id)}?notice={quote(notice, safe='')}", status_code=status.HTTP_303_SEE_OTHER
     )
+
+
+def _published_ids(settings: Settings) -> list[str]:
+    with session_for(settings.database_url, read_only=True) as db:
+        return journey_versions.published_ids(db)
+
+
+def _previews(
+    settings: Settings, journey_id: str
+) -> tuple[int, Journey, list[tuple[JourneyMessage, list[LocalePreview]]]]:
+    with session_for(settings.database_url, read_only=True) as db:
+        version = journey_versions.newest_version(db, journey_id)
+    published = journey_versions.published(settings.database_url, journey_id, version)
+    journey = Journey.model_validate_json(published.definition)
+    return version, journey, journey_previews(templates.environment(published.templates), journey, settings)
 
 
 def _definitions(settings: Settings, views: dict[str, JourneyView]) -> dict[str, Journey]:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from settings import Settings
+
 
 def dev(
     data: Annotated[Path, typer.Option(help="Folder for every piece of local data.")] = Path(".cyklo"),
@@ -21,10 +23,7 @@ def dev(
     from settings import get_settings
     from stack.local import Ports, run
 
-    base = get_settings()
-    # The database goes into the data folder too, unless the environment names one.
-    in_folder = "CYKLO_DATABASE_URL" not in os.environ
-    settings = base.model_copy(update={"database_url": f"sqlite:///{data}/cyklo.db"}) if in_folder else base
+    settings = dev_database(get_settings(), data)
     ports = Ports(
         temporal=temporal_port, temporal_ui=temporal_port + 1000, api=api_port, emulator=emulator_port
     )
@@ -35,3 +34,10 @@ def dev(
         typer.echo("cyklo stopped; start it again to resume every journey where it was")
 
     run_until_stopped(until_stopped)
+
+
+def dev_database(base: Settings, data: Path) -> Settings:
+    """The database goes into the data folder too, unless the environment names one."""
+    if "CYKLO_DATABASE_URL" in os.environ:
+        return base
+    return base.model_copy(update={"database_url": f"sqlite:///{data}/cyklo.db"})

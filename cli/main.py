@@ -12,6 +12,7 @@ from cli.platform import act, customer_app, event, inspect, put_customer
 from cli.preview import preview
 from cli.publish import diff, publish, rollback, versions
 from cli.reconcile import reconcile
+from cli.send_test import send_test
 from cli.simulate import simulate
 from cli.validate import validate
 from cli.worker import worker
@@ -32,6 +33,7 @@ for _command in (
     rollback,
     simulate,
     preview,
+    send_test,
     worker,
     api,
     dev,

@@ -198,6 +198,20 @@ async def connect_when_ready(settings: Settings, attempts: int = 120) -> Client:
     raise RuntimeError("the Temporal dev server did not start: see temporal.log in the data folder")
 
 
+def with_emulator(base: Settings, emulator_url: str) -> Settings:
+    """Settings whose SendGrid and Twilio are the emulator at `emulator_url`: the real clients,
+    over HTTP. `cyklo dev` runs with them, and `cyklo send-test --dev` sends through them."""
+    return base.model_copy(
+        update={
+            "sendgrid_api_key": base.sendgrid_api_key or "SG.local-emulator",
+            "sendgrid_host": emulator_url,
+            "twilio_account_sid": base.twilio_account_sid or "AC" + "0" * 32,
+            "twilio_auth_token": base.twilio_auth_token or "local-emulator-token",
+            "twilio_base_url": emulator_url,
+        }
+    )
+
+
 async def run(
     folder: Path,
     base: Settings,
@@ -214,15 +228,10 @@ async def run(
     signing_key = _sendgrid_signing_key(folder)
     api_url = f"http://127.0.0.1:{ports.api}"
     emulator = ProviderEmulator(port=ports.emulator)
-    settings = base.model_copy(
+    settings = with_emulator(base, emulator.url).model_copy(
         update={
             "database_url": base.database_url,
             "temporal_address": f"127.0.0.1:{ports.temporal}",
-            "sendgrid_api_key": base.sendgrid_api_key or "SG.local-emulator",
-            "sendgrid_host": emulator.url,
-            "twilio_account_sid": base.twilio_account_sid or "AC" + "0" * 32,
-            "twilio_auth_token": base.twilio_auth_token or "local-emulator-token",
-            "twilio_base_url": emulator.url,
             "api_keys": f"{api_key}=events,support:read,support:write",
             "session_secret": base.session_secret or dev_session_secret(folder),
             "sendgrid_webhook_public_key": sendgrid_public_key(signing_key),
