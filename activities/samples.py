@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar, cast, get_type_hints
+from typing import Any, cast, get_type_hints
 
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError, create_model
 
 from definition import templates
 from definition.context import CustomerView, EventView
@@ -22,9 +22,6 @@ from definition.yaml_source import compose_yaml, construct, line_of
 
 SAMPLE_CUSTOMER_ID = "sample-customer"
 """Whom a test send is recorded for when the customer file names no `id`."""
-
-View = TypeVar("View", CustomerView, EventView)
-
 
 class SampleProblems(ProblemsForPeople):
     def __init__(self, problems: list[Problem]) -> None:
@@ -42,13 +39,13 @@ def load_customer(path: Path) -> tuple[str, CustomerView]:
         raise SampleProblems([Problem(path, line_of(root, ("id",)), f"id: {problem}")])
     sample = templates.sample_context()["customer"]
     view = _view(path, root, CustomerView, "customer", {**sample, **data}, also=("id",))
-    return customer_id, view
+    return customer_id, cast(CustomerView, view)
 
 
 def load_event(path: Path) -> EventView:
     """The event of the stage, in place of the sample's purchase; `properties` may be left out."""
     data, root = _mapping(path)
-    return _view(path, root, EventView, "event", {"properties": {}, **data})
+    return cast(EventView, _view(path, root, EventView, "event", {"properties": {}, **data}))
 
 
 def _mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
@@ -71,21 +68,25 @@ def _mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
 def _view(
     path: Path,
     root: yaml.Node | None,
-    view: type[View],
+    view: type,
     kind: str,
     data: Mapping[str, Any],
     also: tuple[str, ...] = (),
-) -> View:
+) -> dict[str, Any]:
     """`data` as `view`; a key the view does not declare is a problem (pydantic would drop it)."""
-    fields: list[str] = list(get_type_hints(view))
+    hints: dict[str, Any] = get_type_hints(view)
+    fields = list(hints)
     allowed = ", ".join([*fields, *also])
     problems = [
         Problem(path, line_of(root, (key,)), f"{key}: unknown field; a {kind} file has {allowed}")
         for key in data
         if key not in fields
     ]
+    # A model made from the view's own hints: pydantic validates no typing.TypedDict on 3.11.
+    required: dict[str, Any] = {name: (hint, ...) for name, hint in hints.items()}
+    model = create_model(f"{kind.title()}File", **required)
     try:
-        validated = cast(View, TypeAdapter(view).validate_python(data))
+        validated = model.model_validate(dict(data)).model_dump()
     except ValidationError as error:
         for item in error.errors():
             field = ".".join(str(part) for part in item["loc"]) or kind
