@@ -70,9 +70,10 @@ FORGED_FORM = (
     "This form is out of date or did not come from this site, so nothing was done: "
     "reload the page and submit it again (the page needs cookies)."
 )
-# A path of this site under /support, every segment percent-encoded as customer_path makes it:
-# nothing that could lead elsewhere (`//host`, `\`, a scheme) or smuggle a query or fragment.
-_RETURN_PATH = re.compile(r"/support(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+)?")
+# A path of this site under /support (or /support/preview), its last segment percent-encoded
+# as customer_path and preview_path make it: nothing that could lead elsewhere (`//host`, `\`,
+# a scheme) or smuggle a query or fragment.
+_RETURN_PATH = re.compile(r"/support(?:/preview)?(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+)?")
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "pages"), autoescape=select_autoescape(["html"])

@@ -220,3 +220,56 @@ def test_send_test_refuses_an_address_that_is_not_one_and_sends_nothing(shop: Pa
 
     assert refused.exit_code == 1 and "--to 'marketer@' is not an email address" in refused.output
     assert emulator.messages() == []
+
+
+# --- the preview page ----------------------------------------------------------------------
+
+
+def hidden(page: httpx.Response, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page.text)
+    assert found, f"no hidden field {name!r} in the page"
+    return found.group(1)
+
+
+async def signed_in(stack: httpx.AsyncClient, next: str) -> httpx.Response:
+    form = await stack.get("/support/login", params={"next": next})
+    return await stack.post(
+        "/support/login", data={"key": SUPPORT_KEY, "csrf": hidden(form, "csrf"), "next": hidden(form, "next")}
+    )
+
+
+async def test_the_preview_page_shows_every_message_of_the_published_journey_in_each_locale(
+    stack: httpx.AsyncClient,
+) -> None:
+    asked = await stack.get("/support/preview/lifecycle")
+    assert asked.status_code == 303
+    assert asked.headers["location"] == "/support/login?next=/support/preview/lifecycle"
+
+    back = await signed_in(stack, "/support/preview/lifecycle")
+    assert back.headers["location"] == "/support/preview/lifecycle"
+    page = await stack.get("/support/preview/lifecycle")
+
+    assert page.status_code == 200
+    sections = re.findall(r'<section class="message" id="([a-z]+-[a-z_]+)">', page.text)
+    assert {"email-welcome", "email-thank_you", "sms-thank_you", "sms-first_order_last_call"} <= set(sections)
+    assert len(sections) == 15
+    # Two locales of each: the email's HTML in a sandbox that lets nothing run, the SMS counted.
+    assert page.text.count('<div class="locale" data-locale="pl">') == page.text.count('data-locale="en"') == 15
+    assert page.text.count('<iframe sandbox=""') == 2 * 13
+    assert "Subject: Welcome to cyklo shop! Here&#39;s 10% off your first order" in page.text
+    assert re.search(r"\d+ characters · UCS-2 ·\s+2 segments", page.text)
+    assert page.text.count('srcdoc="&lt;!doctype html&gt;\n&lt;html lang=&#34;pl&#34;&gt;') == 13, "escaped, whole"
+    policy = page.headers["content-security-policy"]
+    assert "img-src https: data:" in policy and "script-src" not in policy and "default-src 'none'" in policy
+    assert page.headers["x-frame-options"] == "DENY"
+    index = await stack.get("/support")
+    assert 'href="/support/preview/lifecycle"' in index.text
+
+
+async def test_the_preview_page_of_a_journey_never_published_says_so(stack: httpx.AsyncClient) -> None:
+    await signed_in(stack, "/support")
+
+    missing = await stack.get("/support/preview/no_such_journey")
+
+    assert missing.status_code == 404
+    assert "journey &#39;no_such_journey&#39; is not published" in missing.text
