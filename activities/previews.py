@@ -57,7 +57,9 @@ def choose_journey(journeys: Sequence[Journey], template: str, journey_id: str |
             if journey.journey == journey_id:
                 return journey
         ids = [journey.journey for journey in journeys]
-        raise PreviewRefused(f"no journey {journey_id!r}{suggest(journey_id, ids)} (journeys: {', '.join(ids)})")
+        raise PreviewRefused(
+            f"no journey {journey_id!r}{suggest(journey_id, ids)} (journeys: {', '.join(ids)})"
+        )
     sending = [journey for journey in journeys if any(m.send.template == template for m in messages(journey))]
     if len(sending) == 1:
         return sending[0]
@@ -82,7 +84,9 @@ def choose_message(journey: Journey, template: str, channel: Channel | None) -> 
     channels = ", ".join(m.send.channel for m in found)
     if not in_channel:
         raise PreviewRefused(f"journey {journey.journey!r} sends {template!r} only by {channels}")
-    raise PreviewRefused(f"journey {journey.journey!r} sends {template!r} by {channels}: choose one with --channel")
+    raise PreviewRefused(
+        f"journey {journey.journey!r} sends {template!r} by {channels}: choose one with --channel"
+    )
 
 
 def preview(

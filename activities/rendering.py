@@ -85,7 +85,11 @@ def sample_context(
 
 
 def render_message(
-    environment: BoundedEnvironment, channel: Channel, template: str, context: TemplateContext, settings: Settings
+    environment: BoundedEnvironment,
+    channel: Channel,
+    template: str,
+    context: TemplateContext,
+    settings: Settings,
 ) -> dict[str, str]:
     """Every part of the message, in the context's locale (definition.templates.render, whose
     errors it raises)."""
@@ -100,6 +104,10 @@ def render_message(
 
 
 def preview_message(
-    environment: BoundedEnvironment, channel: Channel, template: str, context: TemplateContext, settings: Settings
+    environment: BoundedEnvironment,
+    channel: Channel,
+    template: str,
+    context: TemplateContext,
+    settings: Settings,
 ) -> MessagePreview:
     return preview_of(channel, render_message(environment, channel, template, context, settings))

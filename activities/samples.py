@@ -23,6 +23,7 @@ from definition.yaml_source import compose_yaml, construct, line_of
 SAMPLE_CUSTOMER_ID = "sample-customer"
 """Whom a test send is recorded for when the customer file names no `id`."""
 
+
 class SampleProblems(ProblemsForPeople):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(problem) for problem in problems))
@@ -59,7 +60,9 @@ def _mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
-        raise SampleProblems([Problem(path, line, f"YAML syntax error: {getattr(error, 'problem', error)}")]) from None
+        raise SampleProblems(
+            [Problem(path, line, f"YAML syntax error: {getattr(error, 'problem', error)}")]
+        ) from None
     if not isinstance(data, dict):
         raise SampleProblems([Problem(path, 1, "expected a mapping of fields (`name: value` lines)")])
     return data, root
@@ -94,4 +97,3 @@ def _view(
     if problems:
         raise SampleProblems(sorted(problems, key=lambda problem: problem.line))
     return validated
-

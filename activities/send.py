@@ -117,13 +117,14 @@ class MessageSender:
         rendered: dict[str, str],
     ) -> SendOutcome:
         assert message.id is not None
+        links = links_view(self.settings, message.id)
         delivery = Delivery(
             request=request,
             message_id=message.id,
             destination=destination,
             first_name=customer.first_name,
             rendered=rendered,
-            unsubscribe_url=None if request.transactional else links_view(self.settings, message.id)["unsubscribe"],
+            unsubscribe_url=None if request.transactional else links["unsubscribe"],
         )
         try:
             provider_id = channel.deliver(delivery, self.settings)

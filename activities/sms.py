@@ -130,7 +130,6 @@ def send_sms(to: str, body: str, settings: Settings) -> str:
     return str(message.sid)
 
 
-
 class SmsChannel:
     """The SMS adapter (activities.adapter.ChannelAdapter)."""
 

@@ -62,7 +62,9 @@ def preview(
     else:
         wanted = locale or (who["locale"] if who else None)
         if wanted and wanted != used:
-            typer.echo(f"journey {chosen.journey.journey} has no {wanted!r} templates: shown in {used!r}, as sent")
+            typer.echo(
+                f"journey {chosen.journey.journey} has no {wanted!r} templates: shown in {used!r}, as sent"
+            )
         typer.echo(as_text(chosen, used, shown, html_file))
     if open_browser and html_file is not None:
         webbrowser.open(html_file.as_uri())
@@ -80,7 +82,9 @@ class Chosen:
     def render(
         self, customer: CustomerView | None, event: EventView | None, locale: str | None
     ) -> tuple[str, MessagePreview]:
-        return render_preview(self.environment, self.journey, self.message, self.settings, customer, event, locale)
+        return render_preview(
+            self.environment, self.journey, self.message, self.settings, customer, event, locale
+        )
 
 
 def choose(template: str, journey: str | None, channel: Channel | None, paths: list[Path] | None) -> Chosen:

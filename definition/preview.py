@@ -42,6 +42,8 @@ def preview_of(channel: Channel, rendered: Mapping[str, str]) -> MessagePreview:
                 subject=None, text=rendered["txt"], html=None, encoding=encoding, segments=segments
             )
         case Channel.WEBHOOK:
-            return MessagePreview(subject=None, text=rendered["json"], html=None, encoding=None, segments=None)
+            return MessagePreview(
+                subject=None, text=rendered["json"], html=None, encoding=None, segments=None
+            )
         case _:
             assert_never(channel)

@@ -86,7 +86,9 @@ def test_customer_and_event_files_replace_the_sample(shop: Path) -> None:
     (shop / "ola.yaml").write_text("first_name: Ola\nlocale: en\n")
     (shop / "order.yaml").write_text("type: purchase\nproperties:\n  order_id: Z-77\n  amount: 99.5\n")
 
-    shown = cyklo("preview", "thank_you", "--channel", "email", "--customer", "ola.yaml", "--event", "order.yaml")
+    shown = cyklo(
+        "preview", "thank_you", "--channel", "email", "--customer", "ola.yaml", "--event", "order.yaml"
+    )
 
     assert shown.exit_code == 0, shown.output
     assert "Subject: Thanks for your order Z-77 — we've received it" in shown.stdout
@@ -106,7 +108,10 @@ def test_bad_input_is_named_by_file_line_and_field_without_a_trace(shop: Path) -
 
     bad_file = cyklo("preview", "welcome", "--customer", "bad.yaml")
     assert bad_file.exit_code == 1
-    assert "bad.yaml:2: local: unknown field; a customer file has first_name, locale, timezone, id" in bad_file.output
+    assert (
+        "bad.yaml:2: local: unknown field; a customer file has first_name, locale, timezone, id"
+        in bad_file.output
+    )
     ambiguous = cyklo("preview", "thank_you")
     assert ambiguous.exit_code == 1
     assert "sends 'thank_you' by email, sms: choose one with --channel" in ambiguous.output
@@ -117,7 +122,9 @@ def test_bad_input_is_named_by_file_line_and_field_without_a_trace(shop: Path) -
 
 
 def test_a_template_that_fails_to_render_exits_1_with_the_template_error(shop: Path) -> None:
-    (shop / "journeys/templates/pl/sms/thank_you.txt").write_text("{{ event.properties.amount | round(1, 'x') }}")
+    (shop / "journeys/templates/pl/sms/thank_you.txt").write_text(
+        "{{ event.properties.amount | round(1, 'x') }}"
+    )
 
     shown = cyklo("preview", "thank_you", "--channel", "sms")
 
@@ -149,7 +156,10 @@ async def stack(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     get_settings.cache_clear()
     application = create_app(settings, client=world.env.client)
     with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(world.env.client, settings, executor), application.router.lifespan_context(application):
+        async with (
+            build_worker(world.env.client, settings, executor),
+            application.router.lifespan_context(application),
+        ):
             transport = httpx.ASGITransport(app=application)
             async with httpx.AsyncClient(transport=transport, base_url="http://cyklo.test") as client:
                 yield client
@@ -170,17 +180,24 @@ async def test_test_sends_reach_the_provider_are_recorded_as_tests_and_never_cap
     as_ala.write_text("id: c-ala\nfirst_name: Ala\n")
 
     # Three marketing emails "for" Ala in a day: as real sends they would use up her weekly cap.
-    said = [cyklo("send-test", "welcome", "--to", "marketer@shop.example", "--customer", str(as_ala)) for _ in range(3)]
+    said = [
+        cyklo("send-test", "welcome", "--to", "marketer@shop.example", "--customer", str(as_ala))
+        for _ in range(3)
+    ]
 
     for result in said:
         assert result.exit_code == 0, result.output
     tests = emulator.messages("email")
     assert [message.to for message in tests] == ["marketer@shop.example"] * 3
-    assert [f"provider message id {message.provider_id}," in result.stdout for message, result in zip(tests, said)] == [True] * 3
+    assert [
+        f"provider message id {message.provider_id}," in result.stdout for message, result in zip(tests, said)
+    ] == [True] * 3
     preview = json.loads(cyklo("preview", "welcome", "--json").stdout)
     assert tests[0].subject == preview["subject"]
     row_id = tests[0].custom_args["cyklo_message_id"]
-    assert tests[0].text == preview["text"].replace("?m=preview", f"?m={row_id}"), "the preview is what is sent"
+    assert tests[0].text == preview["text"].replace("?m=preview", f"?m={row_id}"), (
+        "the preview is what is sent"
+    )
     with session_for(world.settings.database_url) as db:
         rows = db.exec(select(Message).where(Message.customer_id == "c-ala").order_by(col(Message.id))).all()
     assert [(row.test, row.status, row.template, row.provider_message_id) for row in rows] == [
@@ -192,7 +209,9 @@ async def test_test_sends_reach_the_provider_are_recorded_as_tests_and_never_cap
     await world.env.sleep(timedelta(minutes=5))
 
     with session_for(world.settings.database_url) as db:
-        real = db.exec(select(Message).where(Message.customer_id == "c-ala", col(Message.test).is_(False))).all()
+        real = db.exec(
+            select(Message).where(Message.customer_id == "c-ala", col(Message.test).is_(False))
+        ).all()
     assert [(row.template, row.status) for row in real] == [("welcome", "sent")]
     assert [message.to for message in emulator.messages("email")][3:] == ["ala@example.com"]
 
@@ -204,19 +223,47 @@ def test_send_test_of_an_sms_goes_through_twilio_to_the_dev_emulator(
     get_settings.cache_clear()
     port = emulator.url.rsplit(":", 1)[1]
 
-    said = cyklo("send-test", "thank_you", "--to", "601 234 567", "--dev", "--data", "dev-data", "--emulator-port", port)
+    said = cyklo(
+        "send-test",
+        "thank_you",
+        "--to",
+        "601 234 567",
+        "--dev",
+        "--data",
+        "dev-data",
+        "--emulator-port",
+        port,
+    )
 
     assert said.exit_code == 0, said.output
     [sms] = emulator.messages("sms")
-    assert sms.to == "+48601234567" and sms.body is not None and sms.body.startswith("Butik Ali: Ala, dziękujemy")
+    assert (
+        sms.to == "+48601234567"
+        and sms.body is not None
+        and sms.body.startswith("Butik Ali: Ala, dziękujemy")
+    )
     assert f"provider message id {sms.provider_id}" in said.stdout
     with session_for(f"sqlite:///{shop}/dev-data/cyklo.db") as db:
         [row] = db.exec(select(Message)).all()
-    assert (row.test, row.channel, row.sms_encoding, row.sms_segments) == (True, "sms", *sms_encoding(sms.body))
+    assert (row.test, row.channel, row.sms_encoding, row.sms_segments) == (
+        True,
+        "sms",
+        *sms_encoding(sms.body),
+    )
 
 
-def test_send_test_refuses_an_address_that_is_not_one_and_sends_nothing(shop: Path, emulator: ProviderEmulator) -> None:
-    refused = cyklo("send-test", "welcome", "--to", "marketer@", "--dev", "--emulator-port", emulator.url.rsplit(":", 1)[1])
+def test_send_test_refuses_an_address_that_is_not_one_and_sends_nothing(
+    shop: Path, emulator: ProviderEmulator
+) -> None:
+    refused = cyklo(
+        "send-test",
+        "welcome",
+        "--to",
+        "marketer@",
+        "--dev",
+        "--emulator-port",
+        emulator.url.rsplit(":", 1)[1],
+    )
 
     assert refused.exit_code == 1 and "--to 'marketer@' is not an email address" in refused.output
     assert emulator.messages() == []
@@ -234,7 +281,8 @@ def hidden(page: httpx.Response, name: str) -> str:
 async def signed_in(stack: httpx.AsyncClient, next: str) -> httpx.Response:
     form = await stack.get("/support/login", params={"next": next})
     return await stack.post(
-        "/support/login", data={"key": SUPPORT_KEY, "csrf": hidden(form, "csrf"), "next": hidden(form, "next")}
+        "/support/login",
+        data={"key": SUPPORT_KEY, "csrf": hidden(form, "csrf"), "next": hidden(form, "next")},
     )
 
 
@@ -254,11 +302,15 @@ async def test_the_preview_page_shows_every_message_of_the_published_journey_in_
     assert {"email-welcome", "email-thank_you", "sms-thank_you", "sms-first_order_last_call"} <= set(sections)
     assert len(sections) == 15
     # Two locales of each: the email's HTML in a sandbox that lets nothing run, the SMS counted.
-    assert page.text.count('<div class="locale" data-locale="pl">') == page.text.count('data-locale="en"') == 15
+    assert (
+        page.text.count('<div class="locale" data-locale="pl">') == page.text.count('data-locale="en"') == 15
+    )
     assert page.text.count('<iframe sandbox=""') == 2 * 13
     assert "Subject: Welcome to cyklo shop! Here&#39;s 10% off your first order" in page.text
     assert re.search(r"\d+ characters · UCS-2 ·\s+2 segments", page.text)
-    assert page.text.count('srcdoc="&lt;!doctype html&gt;\n&lt;html lang=&#34;pl&#34;&gt;') == 13, "escaped, whole"
+    assert page.text.count('srcdoc="&lt;!doctype html&gt;\n&lt;html lang=&#34;pl&#34;&gt;') == 13, (
+        "escaped, whole"
+    )
     policy = page.headers["content-security-policy"]
     assert "img-src https: data:" in policy and "script-src" not in policy and "default-src 'none'" in policy
     assert page.headers["x-frame-options"] == "DENY"
