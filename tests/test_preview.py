@@ -189,9 +189,8 @@ async def test_test_sends_reach_the_provider_are_recorded_as_tests_and_never_cap
         assert result.exit_code == 0, result.output
     tests = emulator.messages("email")
     assert [message.to for message in tests] == ["marketer@shop.example"] * 3
-    assert [
-        f"provider message id {message.provider_id}," in result.stdout for message, result in zip(tests, said)
-    ] == [True] * 3
+    printed = [re.findall(r"provider message id (\S+),", result.stdout) for result in said]
+    assert printed == [[message.provider_id] for message in tests]
     preview = json.loads(cyklo("preview", "welcome", "--json").stdout)
     assert tests[0].subject == preview["subject"]
     row_id = tests[0].custom_args["cyklo_message_id"]
