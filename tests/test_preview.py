@@ -324,3 +324,43 @@ async def test_the_preview_page_of_a_journey_never_published_says_so(stack: http
 
     assert missing.status_code == 404
     assert "journey &#39;no_such_journey&#39; is not published" in missing.text
+
+
+async def test_in_a_browser_each_email_shows_in_its_frame_and_its_scripts_do_not_run(
+    stack: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    from tests.test_end_to_end import CHROMIUM, CHROMIUM_FLAGS
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
+    from playwright.async_api import Route, async_playwright
+
+    await signed_in(stack, "/support")
+    page_answer = await stack.get("/support/preview/lifecycle")
+    # The page as the API served it, headers included, with a script in one email that must not run.
+    html = page_answer.text.replace(
+        'srcdoc="&lt;!doctype html&gt;',
+        'srcdoc="&lt;script&gt;document.write(&#34;SCRIPT RAN&#34;)&lt;/script&gt;&lt;!doctype html&gt;',
+        1,
+    )
+    headers = {name: value for name, value in page_answer.headers.items() if name != "content-length"}
+
+    async def serve(route: Route) -> None:
+        await route.fulfill(status=200, headers=headers, body=html)
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = await browser.new_page()
+        await page.route("http://cyklo.test/**", serve)
+        await page.goto("http://cyklo.test/support/preview/lifecycle")
+        welcome = page.frame_locator("#email-welcome [data-locale=en] iframe")
+        await welcome.locator("body").wait_for()
+
+        assert "WELCOME10" in await welcome.locator("body").inner_text()
+        polish = (
+            await page.frame_locator("#email-welcome [data-locale=pl] iframe").locator("body").inner_text()
+        )
+        assert "Cześć" in polish
+        assert "SCRIPT RAN" not in polish, "a script in an email ran"
+        await page.screenshot(path=str(tmp_path / "preview.png"), full_page=True)
+        await browser.close()
