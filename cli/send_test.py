@@ -45,7 +45,7 @@ def send_test(
     real SendGrid or Twilio path (configured as for the worker, or the emulator with --dev).
     The ledger records it as a test: never counted by the frequency cap or in reports."""
     from activities.samples import SAMPLE_CUSTOMER_ID, load_customer, load_event
-    from activities.send_test import channel_for
+    from activities.send_test import SendTestFailed, channel_for
     from activities.send_test import send_test as send
     from cli.dev import dev_database
     from stack.local import with_emulator
@@ -55,17 +55,25 @@ def send_test(
     if dev:
         settings = with_emulator(dev_database(settings, data), f"http://127.0.0.1:{emulator_port}")
     customer_id, who = load_customer(customer) if customer else (SAMPLE_CUSTOMER_ID, None)
-    sent = send(
-        settings,
-        chosen.environment,
-        chosen.journey,
-        chosen.message,
-        to,
-        customer_id,
-        who,
-        load_event(event) if event else None,
-        locale,
-    )
+    try:
+        sent = send(
+            settings,
+            chosen.environment,
+            chosen.journey,
+            chosen.message,
+            to,
+            customer_id,
+            who,
+            load_event(event) if event else None,
+            locale,
+        )
+    except SendTestFailed as failed:
+        hint = (
+            "is `cyklo dev` running, with this --emulator-port?"
+            if dev
+            else "with `cyklo dev` running, add --dev"
+        )
+        raise SendTestFailed(f"{failed}\n{hint}") from None
     typer.echo(
         f"sent {chosen.message.send.channel} {template} ({sent.locale}) of {chosen.journey.journey} to {to}: "
         f"provider message id {sent.provider_message_id or '(none given)'}, ledger message {sent.message_id} (test)"
