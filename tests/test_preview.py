@@ -213,6 +213,13 @@ async def test_test_sends_reach_the_provider_are_recorded_as_tests_and_never_cap
         ).all()
     assert [(row.template, row.status) for row in real] == [("welcome", "sent")]
     assert [message.to for message in emulator.messages("email")][3:] == ["ala@example.com"]
+    # Support sees them in Ala's history, told apart.
+    record = (
+        await stack.get("/v1/customers/c-ala", headers={"Authorization": f"Bearer {SUPPORT_KEY}"})
+    ).json()
+    assert sorted(message["test"] for message in record["messages"]) == [False, True, True, True]
+    await signed_in(stack, "/support/c-ala")
+    assert (await stack.get("/support/c-ala")).text.count("email welcome (test send)") == 3
 
 
 def test_send_test_of_an_sms_goes_through_twilio_to_the_dev_emulator(
