@@ -79,6 +79,12 @@ class Scenario(BaseModel):
     def _in_order(cls, events: list[ScenarioEvent | ScenarioPublish]) -> list[ScenarioEvent | ScenarioPublish]:
         return sorted(events, key=lambda event: event.at)
 
+    def incoming_at(self, index: int) -> IncomingEvent:
+        """The `index`th entry, which must be a shop event, as the shop would send it."""
+        entry = self.events[index]
+        assert isinstance(entry, ScenarioEvent), f"entry {index} publishes journeys: it is not an event"
+        return self.incoming(index, entry)
+
     def incoming(self, index: int, event: ScenarioEvent) -> IncomingEvent:
         """The event as the shop would send it; an event without id gets a stable one."""
         return IncomingEvent(

@@ -31,7 +31,8 @@ from tests.conftest import JOURNEYS, make_scenario, run
 from tests.payloads import decrypted
 from tests.test_lifecycle_journey import SIGNED_UP, purchase
 from worker import ACTIVITY_THREADS, build_worker
-from workflows.interface import SupportAction, workflow_id
+from workflows.handle import JourneyHandle
+from workflows.interface import SupportAction, SupportKind, workflow_id
 from workflows.journey import JourneyWorkflow
 
 HERE = Path(__file__).parent
@@ -129,7 +130,7 @@ async def support_story(keys: str) -> list[str]:
                     )
                     await env.sleep(timedelta(days=1))
                     publish(settings, [LIVE_EDIT])
-                    await handle.execute_update(JourneyWorkflow.upgrade, ewa)
+                    await JourneyHandle(env.client, "lifecycle", scenario.customer.id).perform(SupportKind.UPGRADE, ewa)
                     await env.sleep(timedelta(days=1))
                     await handle.execute_update(JourneyWorkflow.exit, ewa)
                     await handle.result()
