@@ -246,18 +246,28 @@ class Machine:
         return None
 
     def upgrade(self, newest: CompiledJourney, version: int, action: SupportAction, now: datetime) -> None:
-        """Support's upgrade, after `upgrade_refusal` allowed it: the customer's stage (as
-        `newest` names it) starts again on `newest`, as a move_to there would."""
+        """Support's upgrade, after `upgrade_refusal` allowed it: the customer goes on from the
+        same step of their stage on `newest` (a wait keeps its end) when `newest` has that step
+        unchanged; otherwise their stage (as `newest` names it) starts again, as a move_to."""
         state = self.state
         assert state.stage is not None
         target = stage_in(newest.definition, state.stage)
         assert target is not None
         self._record_support(SupportKind.UPGRADE, action, now, detail=f"to version {version}")
+        here = self.current()
         previous, self.journey, state.version = state.version, newest, version
+        cause = f"upgraded to version {version} by {action.by}"
         if target == REMOVED_STAGE_EXITS:
             state.exited = f"stage {state.stage} removed in version {version}, upgraded by {action.by}"
             return
-        self._enter(target, f"upgraded to version {version} by {action.by}", None, now, ask_for_newer=False)
+        same_step = _same_step(here, newest.programs[target]) if target == state.stage else None
+        if same_step is None:
+            self._enter(target, cause, None, now, ask_for_newer=False)
+        else:
+            state.pc = same_step
+            change = StageChange(at=now, stage=target, previous=state.previous_stage, cause=cause, version=version)
+            state.stage_history = bounded([*state.stage_history, change], STAGE_HISTORY)
+            self.entered.append(target)
         state.stage_history[-1].adopted_from = previous
 
     def carried_state(self) -> JourneyState:
@@ -610,6 +620,31 @@ class Machine:
             # false and leave a trace support can find, instead of failing the workflow.
             self.warn(str(error))
             return False
+
+
+def _same_step(here: Instruction | None, program: Program) -> int | None:
+    """Where `here` (a step of the old version) is in `program`: the same step — same kind,
+    same place in the journey file, same settings — if there is one."""
+    if here is None or isinstance(here, Jump):
+        return None
+    return next((index for index, step in enumerate(program) if _step_identity(step) == _step_identity(here)), None)
+
+
+def _step_identity(step: Instruction) -> tuple[object, ...]:
+    # Jump targets are left out: an added step elsewhere moves them, not the step.
+    match step:
+        case Send() | Wait() | WaitFor() | Split():
+            return (type(step), step.path, step.spec)
+        case Branch():
+            return (type(step), step.path, step.condition)
+        case LoopStart():
+            return (type(step), step.path, step.times)
+        case Exit():
+            return (type(step), step.path, step.reason)
+        case Jump():
+            return (type(step),)
+        case _:
+            assert_never(step)
 
 
 def event_context(event: JourneyEvent | None) -> dict[str, Any]:
