@@ -203,3 +203,16 @@ def test_what_the_plan_says_happens_to_each_stage() -> None:
     )
     assert fate("new", 1, pinned, 2) == "stay on v1: v2 says `versioning: pin`"
     assert fate("new", 2, renamed, 2) == "already on v2"
+
+
+def test_a_period_transition_and_a_support_move_are_stage_entries_too() -> None:
+    drive = Drive(LIFECYCLE)
+    drive.event("purchase", **PURCHASE)
+    drive.publish(edited(SHORTER_CROSS_SELL))
+    drive.wait("91d")
+    assert (drive.state.stage, drive.state.version) == ("inactive", 2), "90 days without a purchase"
+
+    drive.publish(edited(SHORTER_CROSS_SELL, ("template: we_miss_you, conversion_window: 7d}", "template: we_miss_you}")))
+    assert drive.support(SupportKind.MOVE_TO, stage="active") is None
+
+    assert drive.versions() == [1, 2, 3]
