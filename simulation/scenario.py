@@ -54,13 +54,16 @@ class ScenarioPublish(BaseModel):
         return path
 
 
+ENTRY_KINDS = ("event", "publish")
+
+
 def _entry_kind(value: Any) -> str:
     publishes = isinstance(value, ScenarioPublish) or (isinstance(value, dict) and "publish" in value)
     return "publish" if publishes else "event"
 
 
 ScenarioEntry = Annotated[
-    Union[Annotated[ScenarioEvent, Tag("event")], Annotated[ScenarioPublish, Tag("publish")]],
+    Union[Annotated[ScenarioEvent, Tag(ENTRY_KINDS[0])], Annotated[ScenarioPublish, Tag(ENTRY_KINDS[1])]],
     Discriminator(_entry_kind),
 ]
 
@@ -127,7 +130,9 @@ def load_scenario(path: Path) -> Scenario:
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            field = ".".join(str(part) for part in item["loc"]) or "scenario"
+            # An entry's kind (pydantic's union tag) is not a field the file has.
+            location = [part for index, part in enumerate(item["loc"]) if not (index == 2 and part in ENTRY_KINDS)]
+            field = ".".join(str(part) for part in location) or "scenario"
             message = item["msg"].removeprefix("Value error, ")
             problems.append(f"{path}:{line_of(root, tuple(item['loc']))}: {field}: {message}")
         raise ScenarioError(problems) from None
