@@ -13,14 +13,13 @@ import typer
 from cli.simulate import journey_paths, template_failure_summary
 from definition.loader import load_journeys_or_raise
 from definition.problems import shown
-
-DEFAULT_TESTS = Path("journeys/tests")
+from settings import get_settings
 
 
 def test(
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="Scenario files or folders of them (default: journeys/tests/)."),
+        typer.Argument(help="Scenario files or folders of them (default: the journeys folder's tests/)."),
     ] = None,
     journeys: Annotated[
         list[Path] | None,
@@ -33,7 +32,7 @@ def test(
     from simulation.runner import simulate
     from simulation.scenario import Scenario, ScenarioError, load_scenario
 
-    files, problems = _scenario_files(paths or [DEFAULT_TESTS])
+    files, problems = _scenario_files(paths or [get_settings().journeys_dir / "tests"])
     targets = journey_paths(journeys)
     # Journey problems raise JourneyProblems: the command guard prints them and exits 1.
     definitions = [journey.definition for journey in load_journeys_or_raise(targets)]
