@@ -16,7 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
 
 from definition.channels import Channel
 from definition.model import Journey, SendStep, iter_steps
@@ -82,7 +82,7 @@ class Expectations(_Strict):
     stages: list[str] = []
     """Entered in this order; other stages may come between."""
     final_stage: str | None = None
-    count: dict[str, int] = {}
+    count: dict[str, NonNegativeInt] = {}
     """Template → how many of its messages reached the provider."""
 
 
@@ -128,9 +128,11 @@ def _stage_problems(expectations: Expectations, timeline: Sequence[TimelineEntry
     entered = sorted({entry.journey for entry in timeline if entry.kind == "stage"})
     journey = expectations.journey
     if journey is None:
-        if len(entered) != 1:
-            which = " and ".join(entered) or "no journey"
-            return [f"{what}: the customer entered {which}; say which journey with `expect.journey`"]
+        if not entered:
+            return [f"{what}: the customer entered no journey"]
+        if len(entered) > 1:
+            both = " and ".join(entered)
+            return [f"{what}: the customer entered {both}; say which journey with `expect.journey`"]
         journey = entered[0]
     seen = [entry.stage or "" for entry in timeline if entry.kind == "stage" and entry.journey == journey]
     if not seen:

@@ -160,6 +160,7 @@ def test_stages_of_a_journey_never_entered_are_unmet() -> None:
     assert unmet(expect(journey="abandoned_cart", stages=["cart"]), ALA) == [
         "stages: the customer never entered abandoned_cart (entered: lifecycle)"
     ]
+    assert unmet(expect(final_stage="prospect"), []) == ["final_stage: the customer entered no journey"]
 
 
 def test_a_message_that_failed_to_render_is_a_template_failure() -> None:
