@@ -23,6 +23,7 @@ from definition.durations import Duration
 from definition.problems import ProblemsForPeople
 from definition.yaml_source import compose_yaml, line_of, load_yaml
 from routing.events import IncomingEvent
+from simulation.expectations import Expectations
 from storage.customers import CustomerProfile
 
 
@@ -76,6 +77,8 @@ class Scenario(BaseModel):
     events: list[ScenarioEntry] = []
     """In the order of `at`: the shop's events and live edits (`publish`)."""
     until: Duration
+    expect: Expectations | None = None
+    """What `cyklo test` checks after the run; `cyklo simulate` ignores it."""
 
     @field_validator("events")
     @classmethod
