@@ -3,10 +3,12 @@ entry, on the real workflow and activities (time-skipping server, database, emul
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 from emulator.server import ProviderEmulator
+from simulation.report import as_json, as_text
 from simulation.runner import SimulationResult
 from tests.conftest import JOURNEYS, make_scenario, run
 from tests.test_lifecycle_journey import SIGNED_UP, purchase
@@ -65,6 +67,12 @@ async def test_a_customer_in_flight_adopts_the_edit_at_their_next_stage_entry(tm
         ("2026-05-13 13:00", "recommendations", 2),
     ]
     assert NEW_SUBJECT in subjects, "the message renders from the version the customer runs"
+    text = as_text(result.timeline).splitlines()
+    assert "2026-03-27 10:00 CET  publish  lifecycle version 2 published" in text
+    assert (
+        "2026-04-01 13:00 CEST  lifecycle       → stage active  (from new on purchase (e-2); adopts version 2)" in text
+    )
+    assert {entry["version"] for entry in json.loads(as_json(result.timeline)) if entry["kind"] == "message"} == {1, 2}
     view = result.journeys["lifecycle"]
     assert view.version == 2
     active = view.stage_history[-1]
