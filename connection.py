@@ -54,27 +54,35 @@ def _optional_env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-SEARCH_ATTRIBUTE_NAMES = ("CustomerId", "JourneyId", "JourneyStage")
-
-
 async def register_search_attributes(client: Client, namespace: str) -> None:
-    """Make CustomerId, JourneyId and JourneyStage known to the server (idempotent)."""
+    """Make the journeys' search attributes (workflows.journey.SEARCH_ATTRIBUTES) known to
+    the server (idempotent)."""
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
     from temporalio.service import RPCError, RPCStatusCode
 
+    from workflows.journey import SEARCH_ATTRIBUTES
+
     # One at a time: the time-skipping test server cannot list attributes, and an
     # attribute that already exists must not stop the others from being added.
-    for name in SEARCH_ATTRIBUTE_NAMES:
+    for key in SEARCH_ATTRIBUTES:
         try:
             await client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(
-                    namespace=namespace, search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
-                )
+                AddSearchAttributesRequest(namespace=namespace, search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type)})
             )
         except RPCError as error:
             if error.status != RPCStatusCode.ALREADY_EXISTS:
                 raise
+
+
+def search_attribute_flags() -> list[str]:
+    """The journeys' search attributes as `temporal server start-dev` takes them."""
+    from temporalio.api.enums.v1 import IndexedValueType
+
+    from workflows.journey import SEARCH_ATTRIBUTES
+
+    kinds = {IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword", IndexedValueType.INDEXED_VALUE_TYPE_INT: "Int"}
+    return [flag for key in SEARCH_ATTRIBUTES for flag in ("--search-attribute", f"{key.name}={kinds[IndexedValueType.ValueType(key.indexed_value_type)]}")]
 
 
 def installed_binary(name: str) -> str:

@@ -14,8 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from definition.adoption import unmapped_stages
 from definition.changes import changes
 from definition.loader import JourneyProblems, LoadedJourney, load_journeys_or_raise
+from definition.model import Journey
+from definition.problems import Problem
+from definition.yaml_source import compose_yaml, key_line
 from settings import Settings
 from storage import journey_versions
 from storage.database import migrate, session_for
@@ -48,7 +52,88 @@ def publish(settings: Settings, paths: list[Path]) -> list[Published]:
     is published) and publish each whose content differs from its newest version."""
     loaded = load_journeys_or_raise(paths)
     migrate(settings.database_url)
+    _refuse_lost_stages(settings, loaded)
     return [_publish_one(settings, journey, git_commit(journey.path)) for journey in loaded]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What `cyklo publish` would do to one journey (`cyklo publish --plan`)."""
+
+    journey_id: str
+    newest: int | None
+    """The newest published version (None: never published)."""
+    next_version: int | None
+    """The version publishing would freeze; None when the files hold the newest content."""
+    changes: list[str]
+    definition: Journey
+    published: dict[int, Journey]
+    """Every published version's definition: the stages running customers may be in."""
+
+
+def plan(settings: Settings, paths: list[Path]) -> list[Planned]:
+    """Validate as `publish` does (JourneyProblems, lost stages included) and publish nothing."""
+    loaded = load_journeys_or_raise(paths)
+    migrate(settings.database_url)
+    _refuse_lost_stages(settings, loaded)
+    planned = []
+    with session_for(settings.database_url, read_only=True) as session:
+        for journey in loaded:
+            journey_id = journey.definition.journey
+            try:
+                rows = journey_versions.history(session, journey_id)
+            except journey_versions.JourneyNotPublished:
+                rows = []
+            newest = rows[-1] if rows else None
+            after = Content(journey.definition.model_dump_json(by_alias=True), journey.templates)
+            unchanged = newest is not None and newest.content_hash == journey.content_hash
+            found = [] if unchanged else changes(
+                newest.definition if newest else None, dict(newest.templates) if newest else {}, after.definition, after.templates
+            )
+            planned.append(
+                Planned(
+                    journey_id=journey_id,
+                    newest=newest.version if newest else None,
+                    next_version=None if unchanged else (newest.version + 1 if newest else 1),
+                    changes=found,
+                    definition=journey.definition,
+                    published={row.version: Journey.model_validate_json(row.definition) for row in rows},
+                )
+            )
+    return planned
+
+
+def newest_published(settings: Settings, journey_id: str) -> tuple[int, Journey] | None:
+    """The newest published version of a journey and its definition; None if never published."""
+    with session_for(settings.database_url, read_only=True) as session:
+        try:
+            row = journey_versions.get(session, journey_id)
+        except journey_versions.JourneyNotPublished:
+            return None
+        return row.version, Journey.model_validate_json(row.definition)
+
+
+def _refuse_lost_stages(settings: Settings, loaded: list[LoadedJourney]) -> None:
+    """A stage of the newest version that a new version neither keeps nor maps: its customers
+    would be left where the journey no longer goes, so nothing is published."""
+    problems = []
+    for journey in loaded:
+        newest = newest_published(settings, journey.definition.journey)
+        if newest is None:
+            continue
+        version, before = newest
+        for stage in unmapped_stages(before, journey.definition):
+            problems.append(
+                Problem(
+                    journey.path,
+                    key_line(compose_yaml(journey.path.read_text(encoding="utf-8")), ("stages",)),
+                    f"stage {stage!r} of version {version} is gone and customers may be in it: say where they go "
+                    f"with `renamed_stages: {{{stage}: NEW_NAME}}` or `removed_stages: {{{stage}: STAGE}}` "
+                    f"(or `{{{stage}: exit}}`)",
+                )
+            )
+    if problems:
+        raise JourneyProblems(problems)
 
 
 def publish_journeys(settings: Settings, paths: list[Path]) -> dict[str, int]:

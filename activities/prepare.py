@@ -1,7 +1,8 @@
 """Hands a workflow its journey definition and the customer's time zone.
 
 Run as a local activity: its result is recorded in history, so replays never read the
-database and a definition published later cannot change a running journey.
+database; a version published later reaches a running journey only when the journey asks
+for it (`newer_than`, at a stage entry or a support upgrade).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ class JourneyPreparation:
     def prepare_journey(self, request: PrepareRequest) -> PreparedJourney:
         url = self.settings.database_url
         with session_for(url, read_only=True) as session:
-            version = request.version or journey_versions.newest_version(session, request.journey_id)
+            newest = request.version is None or request.newer_than is not None
+            version = (
+                journey_versions.newest_version(session, request.journey_id) if newest else request.version
+            )
+            assert version is not None
+            if request.newer_than is not None and version <= request.newer_than:
+                return PreparedJourney(version=request.newer_than, definition_json="", timezone="")
             timezone = session.exec(
                 select(Customer.timezone).where(Customer.id == request.customer_id)
             ).first()

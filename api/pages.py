@@ -225,7 +225,7 @@ async def support_page(
     customer_id: str, session: SignedIn, settings: SettingsDep, journeys: JourneysDep, notice: str = ""
 ) -> Response:
     record = await customer_record(settings, journeys, customer_id)
-    definitions = await asyncio.to_thread(_definitions, settings, record.journeys)
+    definitions, newest = await asyncio.to_thread(_definitions, settings, record.journeys)
     return _page(
         "support.html",
         profile=record.profile,
@@ -236,6 +236,7 @@ async def support_page(
                 "path": quote(journey_id, safe=""),
                 "name": definitions[journey_id].name,
                 "view": view,
+                "newest": newest[journey_id],
                 "stages": _diagram(definitions[journey_id]),
             }
             for journey_id, view in record.journeys.items()
@@ -291,15 +292,14 @@ def _previews(
     return version, journey, journey_previews(templates.environment(published.templates), journey, settings)
 
 
-def _definitions(settings: Settings, views: dict[str, JourneyView]) -> dict[str, Journey]:
-    """The definition of the version each journey runs."""
+def _definitions(settings: Settings, views: dict[str, JourneyView]) -> tuple[dict[str, Journey], dict[str, int]]:
+    """The definition of the version each journey runs, and each journey's newest version."""
     with session_for(settings.database_url) as db:
-        return {
-            journey_id: Journey.model_validate_json(
-                journey_versions.get(db, journey_id, view.version).definition
-            )
+        definitions = {
+            journey_id: Journey.model_validate_json(journey_versions.get(db, journey_id, view.version).definition)
             for journey_id, view in views.items()
         }
+        return definitions, {journey_id: journey_versions.newest_version(db, journey_id) for journey_id in views}
 
 
 def _sign_in_page(

@@ -56,7 +56,8 @@ async def act(
     journeys: JourneysDep,
     caller: Annotated[str, Depends(requires("support:write"))],
 ) -> JourneyView:
-    """Pause, resume, skip the current wait, move to a stage, or exit; a refusal says why (409)."""
+    """Pause, resume, skip the current wait, move to a stage, exit, or upgrade to the newest
+    published version now; a refusal says why (409)."""
     return await run_action(journeys, customer_id, journey_id, action, body, caller)
 
 

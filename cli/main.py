@@ -8,6 +8,7 @@ from bench.command import bench
 from bench.faults.command import faults
 from cli.api import api
 from cli.dev import dev
+from cli.journey_tests import test
 from cli.platform import act, customer_app, event, inspect, put_customer
 from cli.preview import preview
 from cli.publish import diff, publish, rollback, versions
@@ -32,6 +33,7 @@ for _command in (
     diff,
     rollback,
     simulate,
+    test,
     preview,
     send_test,
     worker,

@@ -90,11 +90,12 @@ def act(
     reason: Annotated[str, typer.Option()] = "",
     by: Annotated[str | None, typer.Option(help="Who acts (default: the API key).")] = None,
 ) -> None:
-    """Steer one customer's journey: pause, resume, skip_wait, move_to --stage S, exit."""
+    """Steer one customer's journey: pause, resume, skip_wait, move_to --stage S, exit, upgrade
+    (to the newest published version, now)."""
     with _client() as cyklo:
         view = cyklo.act(customer_id, journey, action.value, stage=stage, reason=reason, by=by)
     typer.echo(
-        f"{action.value}: {journey} is in stage {view['stage']}; next: {view['next_wake_reason'] or '-'}"
+        f"{action.value}: {journey} v{view['version']} is in stage {view['stage']}; next: {view['next_wake_reason'] or '-'}"
     )
 
 

@@ -14,8 +14,6 @@ from settings import Settings, get_settings
 
 T = TypeVar("T")
 
-RUNNING_TIMEOUT = 5.0
-"""Seconds `cyklo versions` waits for Temporal before listing the versions without counts."""
 
 
 def publish(
@@ -23,6 +21,13 @@ def publish(
         list[Path] | None,
         typer.Argument(help="Journey files or folders (default: the journeys folder, CYKLO_JOURNEYS_DIR)."),
     ] = None,
+    show_plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Publish nothing: say what would change and what happens to the customers running each journey.",
+        ),
+    ] = False,
 ) -> None:
     """Validate the journey files and publish a new version of each that changed, printing
     what changed; nothing is published if any file has a problem (exit 1)."""
@@ -34,12 +39,45 @@ def publish(
         typer.echo(f"cyklo publish: {path}: no such file or folder", err=True)
     if missing:
         raise typer.Exit(2)
+    if show_plan:
+        _print_plan(get_settings(), targets)
+        return
     # Problems raise JourneyProblems: the command guard prints one line each and exits 1.
     published = publish_files(get_settings(), targets)
     for journey in published:
         typer.echo(journey.summary())
     if any(journey.new_entry_rules for journey in published):
         typer.echo("an API already running routes events by the entry rules it read at start: restart it")
+
+
+def _print_plan(settings: Settings, targets: list[Path]) -> None:
+    from definition.adoption import fate
+    from publishing import plan
+    from visibility import census_or_reason
+
+    for planned in plan(settings, targets):
+        if planned.next_version is None:
+            typer.echo(f"{planned.journey_id}: unchanged (v{planned.newest}): nothing happens to its customers")
+            continue
+        was = f" (newest now v{planned.newest})" if planned.newest is not None else ""
+        typer.echo(f"{planned.journey_id}: would publish v{planned.next_version}{was}")
+        for line in planned.changes:
+            typer.echo(f"  {line}")
+        if not planned.published:
+            continue
+        census = asyncio.run(census_or_reason(settings, planned.journey_id, planned.published))
+        if isinstance(census, str):
+            typer.echo(f"  customers running: unknown ({census})")
+            continue
+        typer.echo(f"  customers running: {census.running}")
+        for (version, stage), count in sorted(census.by_version_and_stage.items()):
+            what = fate(stage, version, planned.definition, planned.next_version)
+            typer.echo(f"    {count:>7}  v{version} {stage:<14} {what}")
+        if census.unplaced:
+            typer.echo(
+                f"    {census.unplaced:>7}  without a recorded version or stage (started before versions were "
+                "recorded, or entering): adopt at their next stage entry like the others"
+            )
 
 
 def versions(
@@ -54,40 +92,27 @@ def versions(
     migrate(settings.database_url)
     with session_for(settings.database_url, read_only=True) as session:
         rows = _or_exit(lambda: journey_versions.history(session, journey))
+    from definition.model import Journey
+    from visibility import census_or_reason
+
+    definitions = {row.version: Journey.model_validate_json(row.definition) for row in rows}
+    census = asyncio.run(census_or_reason(settings, journey, definitions))
     first_with_hash: dict[str, int] = {}
-    typer.echo(f"{'version':<9}{'published (UTC)':<18}{'hash':<14}git commit")
+    typer.echo(f"{'version':<9}{'published (UTC)':<18}{'hash':<14}{'git commit':<14}{'customers':<11}")
     for row in rows:
         same = first_with_hash.setdefault(row.content_hash, row.version)
         notes = [f"content of v{same}"] if same != row.version else []
         if row is rows[-1]:
             notes.append("newest")
+        running = "?" if isinstance(census, str) else str(census.on_version(row.version))
         typer.echo(
             f"{row.version:<9}{row.published_at:%Y-%m-%d %H:%M}  {row.content_hash[:12]:<14}"
-            f"{(row.git_commit or '-')[:12]:<14}{', '.join(notes)}".rstrip()
+            f"{(row.git_commit or '-')[:12]:<14}{running:<11}{', '.join(notes)}".rstrip()
         )
-    typer.echo(asyncio.run(_running(settings, journey)))
-
-
-async def _running(settings: Settings, journey: str) -> str:
-    """Customers running the journey. Per version it needs a JourneyVersion search attribute,
-    which the workflows do not set yet: the count is of every version together."""
-    from api.support import visibility_literal
-    from connection import connect
-
-    query = f"JourneyId = '{visibility_literal(journey)}' AND ExecutionStatus = 'Running'"
-    try:
-        client = await asyncio.wait_for(connect(settings, payloads=False), RUNNING_TIMEOUT)
-        count = (await asyncio.wait_for(client.count_workflows(query), RUNNING_TIMEOUT)).count
-    except (TimeoutError, OSError) as problem:
-        return f"customers running: unknown (Temporal at {settings.temporal_address} did not answer: {problem})"
-    except Exception as problem:  # noqa: BLE001 - the versions are worth listing without the count
-        # temporalio says a refused connection with a RuntimeError and the transport's dump.
-        reason = "no connection" if "Failed client connect" in str(problem) else str(problem)
-        return f"customers running: unknown (Temporal at {settings.temporal_address}: {reason})"
-    return (
-        f"customers running: {count} on all versions together "
-        "(per version needs the JourneyVersion search attribute, which workflows do not set yet)"
-    )
+    if isinstance(census, str):
+        typer.echo(f"customers running: unknown ({census})")
+    elif census.unplaced:
+        typer.echo(f"{census.unplaced} more running without a recorded version (started before versions were recorded)")
 
 
 def diff(

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from definition.templates import TEMPLATE_ERROR
 from settings import get_settings
+
+if TYPE_CHECKING:
+    from simulation.runner import TimelineEntry
+
+JourneysArgument = Annotated[
+    list[Path] | None, typer.Argument(help="Journey files or folders (default: the journeys folder).")
+]
+
+
+def journey_paths(journeys: list[Path] | None) -> list[Path]:
+    """The journeys a simulation runs: those named, or the journeys folder (CYKLO_JOURNEYS_DIR)."""
+    return journeys or [get_settings().journeys_dir]
+
+
+def template_failure_summary(broken: list[TimelineEntry]) -> str:
+    messages = ", ".join(f"{entry.journey} {entry.channel} {entry.template}" for entry in broken)
+    plural = "message" if len(broken) == 1 else "messages"
+    return f"{len(broken)} {plural} failed with a template error: {messages}"
 
 
 def simulate(
-    journeys: Annotated[
-        list[Path] | None, typer.Argument(help="Journey files or folders (default: the journeys folder).")
-    ] = None,
+    journeys: JourneysArgument = None,
     scenario: Annotated[
         Path, typer.Option("--scenario", "-s", help="Scenario YAML: customer, start, events, until.")
     ] = ...,  # type: ignore[assignment]
@@ -23,27 +38,16 @@ def simulate(
 ) -> None:
     """Simulate journeys for one customer on the time-skipping Temporal server; exit 1 if a
     message failed with a template error."""
+    from simulation.expectations import template_failures
     from simulation.report import as_json as timeline_json
     from simulation.report import as_text
     from simulation.runner import simulate as run_simulation
     from simulation.scenario import load_scenario
 
     loaded = load_scenario(scenario)
-    result = asyncio.run(run_simulation(journeys or [get_settings().journeys_dir], loaded))
+    result = asyncio.run(run_simulation(journey_paths(journeys), loaded))
     typer.echo(timeline_json(result.timeline) if as_json else as_text(result.timeline))
-    broken = [
-        entry
-        for entry in result.timeline
-        if entry.kind == "message"
-        and entry.status == "failed"
-        and (entry.detail or "").startswith(TEMPLATE_ERROR)
-    ]
+    broken = template_failures(result.timeline)
     if broken:
-        # A journey that validates can still fail on data (an event property a template
-        # needs and the event lacks): a scenario run in CI must not pass over it.
-        messages = ", ".join(f"{entry.journey} {entry.channel} {entry.template}" for entry in broken)
-        plural = "message" if len(broken) == 1 else "messages"
-        typer.echo(
-            f"cyklo simulate: {len(broken)} {plural} failed with a template error: {messages}", err=True
-        )
+        typer.echo(f"cyklo simulate: {template_failure_summary(broken)}", err=True)
         raise typer.Exit(1)

@@ -10,6 +10,7 @@ from typing import assert_never
 
 from definition import conditions
 from definition.model import (
+    REMOVED_STAGE_EXITS,
     AnyStep,
     BranchStep,
     ExitStep,
@@ -48,6 +49,7 @@ def check_stages(report: Report, journey: Journey, whole: bool) -> None:
             where = ("stages", name, "transitions", index)
             leads_to[name].update(filter(None, [target(where, transition.to)]))
             _check_condition(report, (*where, "when"), transition.when)
+    _check_stage_mappings(report, journey)
     if not whole:
         return
     reached: set[str] = set()
@@ -63,6 +65,26 @@ def check_stages(report: Report, journey: Journey, whole: bool) -> None:
                 ("stages", name),
                 f"stage {name!r} is unreachable: no entry, nor a transition from a stage that is reached, leads to it",
             )
+
+
+def _check_stage_mappings(report: Report, journey: Journey) -> None:
+    """`renamed_stages` and `removed_stages` name stages of earlier versions (not of this one)
+    and send their customers to a stage of this one (or, for a removed stage, out)."""
+    stages = journey.stages
+    for field, mapping in (("renamed_stages", journey.renamed_stages), ("removed_stages", journey.removed_stages)):
+        for old, new in mapping.items():
+            if old in stages:
+                report.at_key(
+                    (field, old), f"{field}: {old!r} is a stage of this version: only a stage that is gone is mapped"
+                )
+            allowed = [*stages, REMOVED_STAGE_EXITS] if field == "removed_stages" else list(stages)
+            if new not in allowed:
+                close = difflib.get_close_matches(new, allowed, n=1)
+                hint = f" — did you mean {close[0]!r}?" if close else f": use one of {', '.join(allowed)}"
+                report.at((field, old), f"{field}: {old!r} goes to unknown stage {new!r}{hint}")
+    both = set(journey.renamed_stages) & set(journey.removed_stages)
+    for old in sorted(both):
+        report.at_key(("removed_stages", old), f"stage {old!r} is both renamed and removed: say one")
 
 
 def check_flows(report: Report, journey: Journey, whole: bool) -> list[tuple[Where, SendStep]]:

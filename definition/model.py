@@ -225,6 +225,12 @@ class QuietHours(_Strict):
     end: time = time(9, 0)
 
 
+Versioning = Literal["pin", "stage_boundary"]
+
+REMOVED_STAGE_EXITS = "exit"
+"""`removed_stages: {old: exit}`: a customer bound for the removed stage leaves the journey."""
+
+
 class Journey(_Strict):
     journey: str = Field(pattern=_NAME)
     name: str
@@ -234,6 +240,15 @@ class Journey(_Strict):
     quiet_hours: QuietHours | None = QuietHours()
     entry: list[Entry] = Field(min_length=1)
     stages: dict[str, Stage] = Field(min_length=1)
+    versioning: Versioning = "pin"
+    """Whether customers already in the journey adopt this version when it is published:
+    `stage_boundary` the next time they enter a stage, `pin` never (they finish on the
+    version they run). A file that does not say is `pin`, what every version was before."""
+    renamed_stages: dict[str, str] = {}
+    """A stage of an earlier version (key) that is this one under another name (value)."""
+    removed_stages: dict[str, str] = {}
+    """A stage of an earlier version (key) and where its customers go instead: a stage of
+    this version, or `exit` to leave the journey."""
 
     @field_validator("stages")
     @classmethod

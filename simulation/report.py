@@ -19,6 +19,8 @@ def as_text(timeline: list[TimelineEntry]) -> str:
         when = entry.at.strftime("%Y-%m-%d %H:%M %Z")
         if entry.kind == "event":
             lines.append(f"{when}  event    {entry.detail}")
+        elif entry.kind == "publish":
+            lines.append(f"{when}  publish  {entry.detail}")
         elif entry.kind == "stage":
             lines.append(f"{when}  {entry.journey:<15} → stage {entry.stage}  ({entry.detail})")
         else:

@@ -25,10 +25,10 @@ from definition.model import Journey
 from definition.schedule import zone
 from emulator.server import ProviderEmulator
 from payload_encryption import new_payload_key
-from publishing import publish_journeys
+from publishing import publish, publish_journeys
 from routing.events import EventRouter
 from settings import Settings
-from simulation.scenario import Scenario
+from simulation.scenario import Scenario, ScenarioPublish
 from storage import customers, journey_versions
 from storage.database import migrate, session_for
 from storage.models import Message
@@ -49,7 +49,10 @@ class TimelineEntry(BaseModel):
     server's clock runs on for some milliseconds while a step executes."""
     journey: str
     kind: str
-    """`stage` for a stage entered, `message` for a message, `event` for an event sent."""
+    """`stage` for a stage entered, `message` for a message, `event` for an event sent,
+    `publish` for a version published (a live edit)."""
+    version: int | None = None
+    """The journey version: of the stage entered, the message sent, the version published."""
     stage: str | None = None
     channel: str | None = None
     template: str | None = None
@@ -129,6 +132,10 @@ async def _run(
         async with build_worker(env.client, settings, executor):
             for index, scenario_event in enumerate(scenario.events):
                 await _sleep_until(env, offset, scenario.start + scenario_event.at)
+                if isinstance(scenario_event, ScenarioPublish):
+                    moment = _local(scenario.start + scenario_event.at, tz)
+                    timeline.extend(_published(settings, scenario_event, moment))
+                    continue
                 incoming = scenario.incoming(index, scenario_event)
                 routed = await router.route(incoming, clock_offset=offset)
                 timeline.append(
@@ -157,7 +164,7 @@ async def _run(
     return SimulationResult(timeline=timeline, journeys=views, histories=histories)
 
 
-_KIND_ORDER = {"event": 0, "stage": 1, "message": 2}
+_KIND_ORDER = {"publish": 0, "event": 1, "stage": 2, "message": 3}
 
 
 async def _sleep_until(env: WorkflowEnvironment, offset: timedelta, moment: datetime) -> None:
@@ -166,14 +173,32 @@ async def _sleep_until(env: WorkflowEnvironment, offset: timedelta, moment: date
         await env.sleep(remaining)
 
 
+def _published(settings: Settings, live_edit: ScenarioPublish, moment: datetime) -> list[TimelineEntry]:
+    # Validated like `cyklo publish`: a broken file stops the simulation with its file:line.
+    return [
+        TimelineEntry(
+            at=moment,
+            journey=published.journey_id,
+            kind="publish",
+            version=published.version,
+            detail=f"{published.journey_id} version {published.version} published"
+            if published.version != published.previous
+            else f"{published.journey_id} unchanged (version {published.version})",
+        )
+        for published in publish(settings, [live_edit.publish])
+    ]
+
+
 def _stages(view: JourneyView, tz: Any) -> list[TimelineEntry]:
     return [
         TimelineEntry(
             at=_local(change.at, tz),
             journey=view.journey_id,
             kind="stage",
+            version=change.version,
             stage=change.stage,
-            detail=f"from {change.previous or '-'} on {change.cause}",
+            detail=f"from {change.previous or '-'} on {change.cause}"
+            + (f"; adopts version {change.version}" if change.adopted_from is not None else ""),
         )
         for change in view.stage_history
     ]
@@ -189,6 +214,7 @@ def _messages(settings: Settings, customer_id: str, tz: Any) -> list[TimelineEnt
             at=_local(row.scheduled_at, tz),
             journey=row.journey_id,
             kind="message",
+            version=row.journey_version,
             stage=row.stage,
             channel=row.channel,
             template=row.template,

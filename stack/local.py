@@ -31,7 +31,7 @@ from temporalio.worker import Worker
 
 import publishing
 from api.app import create_app
-from connection import SEARCH_ATTRIBUTE_NAMES, connect, installed_binary
+from connection import connect, installed_binary, search_attribute_flags
 from definition.model import Journey
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
@@ -141,8 +141,7 @@ async def temporal_dev_server(folder: Path, ports: Ports) -> AsyncIterator[str]:
         "--log-level",
         "error",
     ]
-    for name in SEARCH_ATTRIBUTE_NAMES:
-        arguments += ["--search-attribute", f"{name}=Keyword"]
+    arguments += search_attribute_flags()
     log = (folder / "temporal.log").open("ab")
     # Its own session, so a Ctrl-C at the terminal does not stop Temporal under the worker's
     # feet before the sends in flight are reported; the parent-death signal, so it never

@@ -44,7 +44,7 @@ async def test_worker_killed_after_provider_accepted_sends_no_duplicate(
     worker = _worker_process(settings, stdout=subprocess.DEVNULL)
     emulator.hold("email")
     try:
-        await world.router().route(scenario.incoming(0, scenario.events[0]))
+        await world.router().route(scenario.incoming_at(0))
         await _wait_for(lambda: len(emulator.messages("email")) == 1)
     finally:
         worker.send_signal(signal.SIGKILL)
@@ -75,7 +75,7 @@ async def test_worker_stopped_by_sigterm_finishes_the_send_in_flight(
     worker = _worker_process(settings, stdout=subprocess.PIPE)
     emulator.hold("email")
     try:
-        await world.router().route(scenario.incoming(0, scenario.events[0]))
+        await world.router().route(scenario.incoming_at(0))
         await _wait_for(lambda: len(emulator.messages("email")) == 1)
         worker.send_signal(signal.SIGTERM)
         await asyncio.sleep(1)

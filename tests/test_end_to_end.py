@@ -17,18 +17,18 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from client.platform import Cyklo
-from connection import SEARCH_ATTRIBUTE_NAMES, data_converter, installed_binary
+from connection import data_converter, installed_binary
 from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
 from stack.local import free_port
 from tests.conftest import JOURNEYS, REPO, emulator_settings
 from worker import build_worker
+from workflows.journey import SEARCH_ATTRIBUTES
 
 KEY = "end-to-end-key-000000001"
 
@@ -82,7 +82,7 @@ async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Sta
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=installed_binary("temporal"),
         data_converter=data_converter(settings),
-        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
+        search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_log_level="error",
     )
     emulator.send_webhooks_to(Webhooks(api_url, signing_key, settings.twilio_auth_token))

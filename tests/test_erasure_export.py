@@ -16,12 +16,11 @@ from alembic import command
 from alembic.config import Config
 from sqlmodel import select
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from connection import SEARCH_ATTRIBUTE_NAMES, data_converter, installed_binary
+from connection import data_converter, installed_binary
 from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator
 from emulator.signing import sign_twilio
@@ -31,6 +30,7 @@ from storage.database import MIGRATIONS, engine_for, migrate, session_for
 from storage.models import ConsentRecord, Customer, Event, Message, utcnow
 from tests.conftest import JOURNEYS, World, emulator_settings
 from worker import build_worker
+from workflows.journey import SEARCH_ATTRIBUTES
 
 SUPPORT_KEY = "support-desk-key-00001"
 SHOP_KEY = "shop-platform-key-0001"
@@ -96,7 +96,7 @@ async def on_dev_server(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIter
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=installed_binary("temporal"),
         data_converter=data_converter(settings),
-        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
+        search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_log_level="error",
     )
     try:

@@ -47,7 +47,7 @@ async def test_support_actions_run_the_workflows_updates_and_a_refusal_says_why(
     journey = JourneyHandle(world.env.client, "lifecycle", "c-handle")
     with ThreadPoolExecutor(max_workers=16) as executor:
         async with build_worker(world.env.client, world.settings, executor):
-            await world.router().route(scenario.incoming(0, scenario.events[0]))
+            await world.router().route(scenario.incoming_at(0))
             await world.env.sleep(timedelta(minutes=1))
             entered = await journey.state()
             paused = await journey.perform(SupportKind.PAUSE, EWA)

@@ -102,6 +102,50 @@ def test_a_journey_with_a_problem_publishes_nothing(shop: Path) -> None:
     )
 
 
+def test_a_version_that_loses_a_stage_is_refused_until_the_file_says_where_its_customers_go(shop: Path) -> None:
+    from tests.test_live_versions import rename_new_stage
+
+    assert cyklo("publish").exit_code == 0
+    lifecycle = shop / "journeys/lifecycle.yaml"
+    rename_new_stage(lifecycle, say_so=False)
+    line = lifecycle.read_text().splitlines().index("stages:") + 1
+
+    refused = cyklo("publish")
+
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"journeys/lifecycle.yaml:{line}: stage 'new' of version 1 is gone and customers may be in it: say where "
+        "they go with `renamed_stages: {new: NEW_NAME}` or `removed_stages: {new: STAGE}` (or `{new: exit}`)\n"
+    )
+    assert cyklo("publish", "--plan").exit_code == 1, "the plan refuses what publishing would"
+    edit(lifecycle, "versioning: stage_boundary\n", "versioning: stage_boundary\nrenamed_stages: {new: frist_order}\n")
+    typo = cyklo("publish")
+    assert typo.exit_code == 1
+    assert "renamed_stages: 'new' goes to unknown stage 'frist_order' — did you mean 'first_order'?" in typo.stderr
+    edit(lifecycle, "{new: frist_order}", "{new: first_order}")
+
+    accepted = cyklo("publish")
+
+    assert accepted.exit_code == 0, accepted.output
+    assert "lifecycle: v2 (was v1)" in accepted.stdout
+
+
+def test_the_plan_says_what_would_change_and_publishes_nothing(shop: Path) -> None:
+    assert cyklo("publish").exit_code == 0
+    edit(shop / "journeys/lifecycle.yaml", "      - wait: 3d\n", "      - wait: 5d\n")
+
+    planned = cyklo("publish", "--plan")
+
+    assert planned.exit_code == 0, planned.output
+    assert planned.stdout == (
+        "abandoned_cart: unchanged (v1): nothing happens to its customers\n"
+        "lifecycle: would publish v2 (newest now v1)\n"
+        "  stage prospect step 2 changed: wait 3d → wait 5d\n"
+        "  customers running: unknown (Temporal at 127.0.0.1:9: no connection)\n"
+    )
+    assert cyklo("versions", "lifecycle").stdout.splitlines()[-2].split()[0] == "1", "still one version"
+
+
 def test_versions_diff_and_rollback(shop: Path) -> None:
     assert cyklo("publish").exit_code == 0
     lifecycle = shop / "journeys/lifecycle.yaml"
@@ -120,7 +164,8 @@ def test_versions_diff_and_rollback(shop: Path) -> None:
     listed = cyklo("versions", "lifecycle")
     assert listed.exit_code == 0, listed.output
     lines = listed.stdout.splitlines()
-    assert lines[0].split() == ["version", "published", "(UTC)", "hash", "git", "commit"]
+    assert lines[0].split() == ["version", "published", "(UTC)", "hash", "git", "commit", "customers"]
+    assert [line.split()[5] for line in lines[1:4]] == ["?", "?", "?"], "no Temporal to count them"
     rows = [line.split() for line in lines[1:4]]
     assert [row[0] for row in rows] == ["1", "2", "3"]
     assert rows[0][3] == rows[2][3] != rows[1][3], "v3 has v1's content hash"

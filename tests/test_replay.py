@@ -6,6 +6,7 @@ workflow.patched(); this test is what tells.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -24,7 +25,8 @@ with workflow.unsafe.imports_passed_through():
     from payload_encryption import new_payload_key
     from settings import Settings
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HERE = Path(__file__).parent / "histories"
+HISTORIES = sorted(HERE.glob("*.json"))
 # The recorded histories predate payload encryption: they must replay through the
 # encrypting converter, whose codec passes unencrypted payloads through.
 CONVERTER = data_converter(Settings(payload_keys=new_payload_key("replay")))
@@ -52,6 +54,23 @@ def test_a_recorded_chain_covers_every_support_action_and_continue_as_new() -> N
 
     assert updates == set(SupportKind), "python -m tests.histories.record support_actions"
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in kinds
+
+
+def _prepared_versions(path: Path) -> list[tuple[int, bool]]:
+    """(version, with a definition) of every prepare_journey answer in a recorded history."""
+    found = []
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes", {})
+        if marker.get("markerName") == "core_local_activity":
+            answer = json.loads(base64.b64decode(marker["details"]["result"]["payloads"][0]["data"]))
+            found.append((answer["version"], bool(answer["definition_json"])))
+    return found
+
+
+def test_a_recorded_history_covers_a_customer_adopting_a_newer_version() -> None:
+    """live_edit: the customer starts on version 1, asks at a stage entry and hears of
+    nothing newer, then asks again after a publish and adopts version 2."""
+    assert _prepared_versions(HERE / "live_edit_0.json") == [(1, True), (1, False), (2, True)]
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])

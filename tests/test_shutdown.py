@@ -29,12 +29,11 @@ from sqlmodel import select
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from client.platform import Cyklo
-from connection import SEARCH_ATTRIBUTE_NAMES, installed_binary
+from connection import installed_binary
 from definition.model import Journey
 from definition.schedule import daytime_zone
 from emulator.server import ProviderEmulator
@@ -47,6 +46,7 @@ from storage import customers, journey_versions
 from storage.database import migrate, session_for
 from storage.models import Message
 from tests.conftest import JOURNEYS, REPO, emulator_settings, make_scenario
+from workflows.journey import SEARCH_ATTRIBUTES
 
 CYKLO = str(Path(sys.executable).parent / "cyklo")
 STOP_WITHIN_SECONDS = 10.0
@@ -372,7 +372,7 @@ async def backing(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bac
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=installed_binary("temporal"),
         data_converter=pydantic_data_converter,
-        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
+        search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_log_level="error",
     )
     try:

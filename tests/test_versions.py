@@ -29,14 +29,14 @@ async def test_customers_keep_the_version_they_entered_with(world: World, tmp_pa
 
     with ThreadPoolExecutor(max_workers=16) as executor:
         async with build_worker(world.env.client, settings, executor):
-            await world.router().route(early.incoming(0, early.events[0]))
+            await world.router().route(early.incoming_at(0))
             await world.env.sleep(timedelta(hours=1))
 
             lifecycle = journeys / "lifecycle.yaml"
             lifecycle.write_text(lifecycle.read_text().replace("      - wait: 3d\n", "      - wait: 5d\n", 1))
             assert publish_journeys(settings, [journeys])["lifecycle"] == 2
 
-            await world.router().route(late.incoming(0, late.events[0]))
+            await world.router().route(late.incoming_at(0))
             await world.env.sleep(timedelta(days=6))
             views = {
                 customer: await world.env.client.get_workflow_handle(
@@ -74,7 +74,7 @@ async def test_the_same_event_signalled_twice_to_a_journey_counts_once(world: Wo
     )
     with ThreadPoolExecutor(max_workers=16) as executor:
         async with build_worker(world.env.client, world.settings, executor):
-            await world.router().route(scenario.incoming(0, scenario.events[0]))
+            await world.router().route(scenario.incoming_at(0))
             handle = world.env.client.get_workflow_handle(workflow_id("lifecycle", "c-twice"))
             # As a retried signal would arrive: straight to the workflow, past the events table.
             await handle.signal("event", purchase)
@@ -95,7 +95,7 @@ async def test_events_arriving_during_continue_as_new_are_all_kept(world: World)
     world.add_customers(scenario)
     with ThreadPoolExecutor(max_workers=16) as executor:
         async with build_worker(world.env.client, settings, executor):
-            await world.router(settings).route(scenario.incoming(0, scenario.events[0]))
+            await world.router(settings).route(scenario.incoming_at(0))
             handle = world.env.client.get_workflow_handle(workflow_id("lifecycle", "c-burst"))
             for number in range(20):
                 await handle.signal(

@@ -8,7 +8,7 @@ is a type error, not a string that silently stops matching.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import assert_never
+from typing import assert_never, cast
 
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
@@ -43,6 +43,10 @@ def _update(action: SupportKind) -> UpdateMethodMultiParam[[JourneyWorkflow, Sup
             return JourneyWorkflow.move_to
         case SupportKind.EXIT:
             return JourneyWorkflow.exit
+        case SupportKind.UPGRADE:
+            # Async (it asks for the newest version): typed as returning its coroutine, which
+            # execute_update awaits to the same JourneyView.
+            return cast(UpdateMethodMultiParam[[JourneyWorkflow, SupportAction], JourneyView], JourneyWorkflow.upgrade)
         case _:
             assert_never(action)
 

@@ -59,6 +59,11 @@ class StageChange(BaseModel):
     stage: str
     previous: str | None
     cause: str
+    version: int | None = None
+    """The journey version the customer runs in this stage (None: recorded before versions
+    were kept here)."""
+    adopted_from: int | None = None
+    """The version the customer ran before, when they adopted `version` on entering."""
 
 
 class SupportKind(StrEnum):
@@ -69,6 +74,7 @@ class SupportKind(StrEnum):
     SKIP_WAIT = "skip_wait"
     MOVE_TO = "move_to"
     EXIT = "exit"
+    UPGRADE = "upgrade"
 
     @property
     def label(self) -> str:
@@ -84,6 +90,8 @@ class SupportKind(StrEnum):
                 return "Move to stage"
             case SupportKind.EXIT:
                 return "Exit journey"
+            case SupportKind.UPGRADE:
+                return "Upgrade to the newest version"
             case _:
                 assert_never(self)
 
@@ -209,11 +217,15 @@ class PrepareRequest(BaseModel):
     journey_id: str
     customer_id: str
     version: int | None
+    newer_than: int | None = None
+    """Asked at a stage entry or an upgrade: the newest version if it is newer than this one,
+    else `version` back with no definition (nothing to adopt, nothing large in history)."""
 
 
 class PreparedJourney(BaseModel):
     version: int
     definition_json: str
+    """Empty when a `newer_than` request found nothing newer."""
     timezone: str
 
 

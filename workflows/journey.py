@@ -10,10 +10,10 @@ sticky).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import assert_never
+from typing import Any, assert_never
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         SupportKind,
     )
     from workflows.machine import (
+        CheckVersion,
         ContinueAsNew,
         Done,
         Machine,
@@ -44,7 +45,12 @@ with workflow.unsafe.imports_passed_through():
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
 JOURNEY_STAGE = SearchAttributeKey.for_keyword("JourneyStage")
-SEARCH_ATTRIBUTES = (CUSTOMER_ID, JOURNEY_ID, JOURNEY_STAGE)
+JOURNEY_VERSION = SearchAttributeKey.for_int("JourneyVersion")
+SEARCH_ATTRIBUTES = (CUSTOMER_ID, JOURNEY_ID, JOURNEY_STAGE, JOURNEY_VERSION)
+"""What visibility knows of every journey: the server must have each registered."""
+
+VERSION_SEARCH_ATTRIBUTE = "journey-version-search-attribute"
+"""Patch: the stage's search attributes carry the version too (for `cyklo publish --plan`)."""
 
 PASSTHROUGH_MODULES = ("definition", "jinja2", "markupsafe", "pydantic", "pydantic_core", "yaml", "zoneinfo")
 """Pure libraries the workflow uses, loaded once outside the sandbox: Jinja2 imports parts
@@ -132,6 +138,23 @@ class JourneyWorkflow:
     def _can_exit(self, action: SupportAction) -> None:
         self._refuse(SupportKind.EXIT, action)
 
+    @workflow.update(name=SupportKind.UPGRADE)
+    async def upgrade(self, action: SupportAction) -> JourneyView:
+        prepared = await self._prepare(newer_than=self.state.version)
+        newest = compile_journey(prepared.definition_json) if prepared.definition_json else None
+        refusal = self.machine.upgrade_refusal(newest, prepared.version)
+        if refusal is not None:
+            raise ApplicationError(refusal)
+        assert newest is not None
+        self.machine.upgrade(newest, prepared.version, action, self._now())
+        self._publish_entered()
+        self.support_changed = True
+        return self.view()
+
+    @upgrade.validator
+    def _can_upgrade(self, action: SupportAction) -> None:
+        self._refuse(SupportKind.UPGRADE, action)
+
     def _refuse(self, kind: SupportKind, action: SupportAction) -> None:
         refusal = self.machine.refusal(kind, action)
         if refusal is not None:
@@ -148,18 +171,14 @@ class JourneyWorkflow:
     async def run(self, input: JourneyInput) -> JourneyResult:
         if not self.state.instance:
             self.state.instance = str(workflow.uuid4())[:8]
-        prepared: PreparedJourney = await workflow.execute_local_activity(
-            "prepare_journey",
-            PrepareRequest(
-                journey_id=input.journey_id,
-                customer_id=input.customer_id,
-                version=self.state.version or input.version,
-            ),
-            result_type=PreparedJourney,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        pinned = self.state.version or input.version
+        prepared = await self._prepare(version=pinned)
+        self.machine.load(
+            compile_journey(prepared.definition_json),
+            prepared.version,
+            prepared.timezone,
+            newest_at=self._now() if pinned is None else None,
         )
-        self.machine.load(compile_journey(prepared.definition_json), prepared.version, prepared.timezone)
         if self.state.stage is not None:
             self._publish_stage(self.state.stage)
 
@@ -168,6 +187,10 @@ class JourneyWorkflow:
             effect = self.machine.turn(
                 self.inbox, self._now(), suggest_new_run=workflow.info().is_continue_as_new_suggested()
             )
+            if isinstance(effect, CheckVersion):
+                # The stage just entered is published once, with the version it runs on.
+                await self._adopt_newer(effect.current)
+                continue
             self._publish_entered()
             match effect:
                 case SendMessage():
@@ -202,6 +225,28 @@ class JourneyWorkflow:
 
     def _now(self) -> datetime:
         return workflow.now() + self.input.clock_offset
+
+    async def _prepare(self, *, version: int | None = None, newer_than: int | None = None) -> PreparedJourney:
+        """The definition from the database, through a local activity: replays read it from
+        history. Asked at run start and, for a newer version, at stage entries and upgrades —
+        rather than told by a signal at publish, which would wake every customer at once."""
+        return await workflow.execute_local_activity(
+            "prepare_journey",
+            PrepareRequest(
+                journey_id=self.input.journey_id,
+                customer_id=self.input.customer_id,
+                version=version,
+                newer_than=newer_than,
+            ),
+            result_type=PreparedJourney,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+
+    async def _adopt_newer(self, current: int) -> None:
+        prepared = await self._prepare(newer_than=current)
+        newest = compile_journey(prepared.definition_json) if prepared.definition_json else None
+        self.machine.adopt(newest, prepared.version, self._now())
 
     async def _sleep(self, until: datetime | None) -> None:
         """Until `until`, an event or a support action, whichever comes first."""
@@ -238,11 +283,12 @@ class JourneyWorkflow:
             self._publish_stage(self.machine.entered.pop(0))
 
     def _publish_stage(self, stage: str) -> None:
-        workflow.upsert_search_attributes(
-            [
-                CUSTOMER_ID.value_set(self.input.customer_id),
-                JOURNEY_ID.value_set(self.input.journey_id),
-                JOURNEY_STAGE.value_set(stage),
-            ]
-        )
+        attributes: list[SearchAttributeUpdate[Any]] = [
+            CUSTOMER_ID.value_set(self.input.customer_id),
+            JOURNEY_ID.value_set(self.input.journey_id),
+            JOURNEY_STAGE.value_set(stage),
+        ]
+        if self.state.version is not None and workflow.patched(VERSION_SEARCH_ATTRIBUTE):
+            attributes.append(JOURNEY_VERSION.value_set(self.state.version))
+        workflow.upsert_search_attributes(attributes)
         workflow.set_current_details(f"{self.input.journey_id}: stage {stage}")

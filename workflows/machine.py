@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, assert_never
 
+from definition.adoption import adopted_by_running_customers, stage_in
 from definition.conditions import ConditionError, evaluate
 from definition.durations import format_duration
 from definition.events import Meaning, invalid_declared, meaning
-from definition.model import Journey, Transition
+from definition.model import REMOVED_STAGE_EXITS, Journey, Transition
 from definition.program import (
     Branch,
     CompiledJourney,
@@ -56,6 +57,10 @@ from workflows.interface import (
     bounded,
 )
 
+ADOPT_AT_STAGE_ENTRY = "adopt-newer-versions-at-stage-entry"
+"""Patch: on entering a stage the journey asks for a newer published version (a local
+activity) and adopts it when that version says `versioning: stage_boundary`."""
+
 SKIP_INVALID_EVENTS = "skip-invalid-events"
 """Patch: an event whose properties the workflow cannot use is recorded and skipped (before,
 a wrong category failed the workflow task for good, and a missing amount counted as 0)."""
@@ -79,6 +84,14 @@ class Sleep:
 
 
 @dataclass(frozen=True)
+class CheckVersion:
+    """A stage was entered: ask for a version newer than `current` (prepare_journey with
+    `newer_than`), then hand it to `Machine.adopt` before the stage's flow runs."""
+
+    current: int
+
+
+@dataclass(frozen=True)
 class ContinueAsNew:
     """The run has seen enough events: start a new one with the state (`Machine.carried_state`)."""
 
@@ -88,7 +101,7 @@ class Done:
     exited: str
 
 
-Effect = SendMessage | Sleep | ContinueAsNew | Done
+Effect = SendMessage | Sleep | CheckVersion | ContinueAsNew | Done
 
 
 def invalid_properties(event: JourneyEvent) -> list[str]:
@@ -137,11 +150,17 @@ class Machine:
         self.events_this_run = 0
         self.entered: list[str] = []
         """Stages entered since the workflow last published the stage, oldest first."""
+        self.newer_version_wanted = False
+        """A stage was entered: the flow waits for CheckVersion's answer before it runs."""
+        self.newest_loaded_at: datetime | None = None
 
-    def load(self, journey: CompiledJourney, version: int, timezone: str) -> None:
+    def load(self, journey: CompiledJourney, version: int, timezone: str, *, newest_at: datetime | None = None) -> None:
+        """`newest_at`: the moment `version` was read as the newest one (a run that started
+        without a version): a stage entered at that same moment has nothing newer to ask for."""
         self.journey = journey
         self.state.version = version
         self.state.timezone = self.state.timezone or timezone
+        self.newest_loaded_at = newest_at
 
     # --- one turn of the workflow's loop --------------------------------------------------
 
@@ -150,10 +169,17 @@ class Machine:
         state = self.state
         if state.exited is not None:
             return Done(state.exited)
+        # After each stage entry the rest waits for the version the customer runs from then on.
+        if self._asks_for_newer_version():
+            return CheckVersion(self._version)
         while inbox:
             self.handle(inbox.pop(0), now)
+            if self._asks_for_newer_version():
+                return CheckVersion(self._version)
         if state.paused is None:
             self.fire_due_transitions(now)
+            if self._asks_for_newer_version():
+                return CheckVersion(self._version)
             send = self.advance(now)
             if send is not None:
                 return send
@@ -163,6 +189,86 @@ class Machine:
             return ContinueAsNew()
         until, reason = self.next_wake(now)
         return Sleep(until, reason)
+
+    def _asks_for_newer_version(self) -> bool:
+        if not self.newer_version_wanted:
+            return False
+        self.newer_version_wanted = False
+        # Histories recorded before versions were adopted never asked: they replay without.
+        return self.patched(ADOPT_AT_STAGE_ENTRY)
+
+    @property
+    def _version(self) -> int:
+        assert self.state.version is not None, "a version is loaded before any stage is entered"
+        return self.state.version
+
+    # --- versions -------------------------------------------------------------------------
+
+    def adopt(self, newest: CompiledJourney | None, version: int, now: datetime) -> None:
+        """CheckVersion's answer (None: nothing newer): the stage just entered runs on
+        `newest` when it says `versioning: stage_boundary`, under the name it has there."""
+        if newest is None or version <= self._version or not adopted_by_running_customers(newest.definition):
+            return
+        state = self.state
+        assert state.stage is not None
+        target = stage_in(newest.definition, state.stage)
+        if target is None:
+            self.warn(
+                f"version {version} of {self.journey_id} has no stage {state.stage!r} and does not map it: "
+                f"the customer stays on version {state.version}"
+            )
+            return
+        previous, self.journey, state.version = state.version, newest, version
+        entry = state.stage_history[-1]
+        entry.version, entry.adopted_from = version, previous
+        if target == REMOVED_STAGE_EXITS:
+            state.exited = f"stage {state.stage} removed in version {version}"
+            return
+        if target != state.stage:
+            entry.cause += f"; {state.stage} is {target} in version {version}"
+            entry.stage = state.stage = target
+        self.entered.append(target)  # the stage again, under the version it now runs
+
+    def upgrade_refusal(self, newest: CompiledJourney | None, version: int) -> str | None:
+        """Why support cannot move the customer to `newest` now, or None when it can."""
+        state = self.state
+        if state.exited is not None:
+            return f"the journey has ended ({state.exited})"
+        if newest is None or version <= self._version:
+            return f"already on the newest version (v{state.version})"
+        if state.stage is None:
+            return "the customer has not entered a stage yet"
+        if stage_in(newest.definition, state.stage) is None:
+            return (
+                f"version {version} has no stage {state.stage!r} and does not say where its customers go "
+                "(renamed_stages or removed_stages): publish a version that does"
+            )
+        return None
+
+    def upgrade(self, newest: CompiledJourney, version: int, action: SupportAction, now: datetime) -> None:
+        """Support's upgrade, after `upgrade_refusal` allowed it: the customer goes on from the
+        same step of their stage on `newest` (a wait keeps its end) when `newest` has that step
+        unchanged; otherwise their stage (as `newest` names it) starts again, as a move_to."""
+        state = self.state
+        assert state.stage is not None
+        target = stage_in(newest.definition, state.stage)
+        assert target is not None
+        self._record_support(SupportKind.UPGRADE, action, now, detail=f"to version {version}")
+        here = self.current()
+        previous, self.journey, state.version = state.version, newest, version
+        cause = f"upgraded to version {version} by {action.by}"
+        if target == REMOVED_STAGE_EXITS:
+            state.exited = f"stage {state.stage} removed in version {version}, upgraded by {action.by}"
+            return
+        same_step = _same_step(here, newest.programs[target]) if target == state.stage else None
+        if same_step is None:
+            self._enter(target, cause, None, now, ask_for_newer=False)
+        else:
+            state.pc = same_step
+            change = StageChange(at=now, stage=target, previous=state.previous_stage, cause=cause, version=version)
+            state.stage_history = bounded([*state.stage_history, change], STAGE_HISTORY)
+            self.entered.append(target)
+        state.stage_history[-1].adopted_from = previous
 
     def carried_state(self) -> JourneyState:
         """The state the next run starts from."""
@@ -250,7 +356,9 @@ class Machine:
                 self._enter(transition.to, _period(transition), None, now)
                 return
 
-    def _enter(self, stage: str, cause: str, event: JourneyEvent | None, now: datetime) -> None:
+    def _enter(
+        self, stage: str, cause: str, event: JourneyEvent | None, now: datetime, *, ask_for_newer: bool = True
+    ) -> None:
         state = self.state
         state.previous_stage, state.stage = state.stage, stage
         state.stage_entered_at = now
@@ -261,9 +369,13 @@ class Machine:
         state.loop_counters = {}
         state.timer = None
         state.waiting_for = None
-        change = StageChange(at=now, stage=stage, previous=state.previous_stage, cause=cause)
+        change = StageChange(
+            at=now, stage=stage, previous=state.previous_stage, cause=cause, version=state.version
+        )
         state.stage_history = bounded([*state.stage_history, change], STAGE_HISTORY)
         self.entered.append(stage)
+        if ask_for_newer and now != self.newest_loaded_at:
+            self.newer_version_wanted = True
 
     # --- the flow -------------------------------------------------------------------------
 
@@ -434,15 +546,17 @@ class Machine:
                 return None
             case SupportKind.EXIT:
                 return None
+            case SupportKind.UPGRADE:
+                # Whether there is a newer version is known only once it is asked for:
+                # `upgrade_refusal` says the rest.
+                return "the customer has not entered a stage yet" if state.stage is None else None
             case _:
                 assert_never(kind)
 
     def support(self, kind: SupportKind, action: SupportAction, now: datetime) -> None:
         """Perform an action `refusal` allowed."""
         state = self.state
-        detail = f"{action.reason} (to {action.stage})" if action.stage else action.reason
-        record = SupportRecord(at=now, action=kind.value, by=action.by, reason=detail)
-        state.support_actions = bounded([*state.support_actions, record], SUPPORT_ACTIONS)
+        record = self._record_support(kind, action, now, detail=f"to {action.stage}" if action.stage else "")
         match kind:
             case SupportKind.PAUSE:
                 state.paused = record
@@ -456,8 +570,16 @@ class Machine:
                 self._enter(action.stage, f"moved by {action.by}", None, now)
             case SupportKind.EXIT:
                 state.exited = f"exited by {action.by}" + (f": {action.reason}" if action.reason else "")
+            case SupportKind.UPGRADE:
+                raise ValueError("an upgrade needs the newest version: Machine.upgrade")
             case _:
                 assert_never(kind)
+
+    def _record_support(self, kind: SupportKind, action: SupportAction, now: datetime, detail: str) -> SupportRecord:
+        reason = f"{action.reason} ({detail})" if detail else action.reason
+        record = SupportRecord(at=now, action=kind.value, by=action.by, reason=reason)
+        self.state.support_actions = bounded([*self.state.support_actions, record], SUPPORT_ACTIONS)
+        return record
 
     # --- what support sees ----------------------------------------------------------------
 
@@ -498,6 +620,31 @@ class Machine:
             # false and leave a trace support can find, instead of failing the workflow.
             self.warn(str(error))
             return False
+
+
+def _same_step(here: Instruction | None, program: Program) -> int | None:
+    """Where `here` (a step of the old version) is in `program`: the same step — same kind,
+    same place in the journey file, same settings — if there is one."""
+    if here is None or isinstance(here, Jump):
+        return None
+    return next((index for index, step in enumerate(program) if _step_identity(step) == _step_identity(here)), None)
+
+
+def _step_identity(step: Instruction) -> tuple[object, ...]:
+    # Jump targets are left out: an added step elsewhere moves them, not the step.
+    match step:
+        case Send() | Wait() | WaitFor() | Split():
+            return (type(step), step.path, step.spec)
+        case Branch():
+            return (type(step), step.path, step.condition)
+        case LoopStart():
+            return (type(step), step.path, step.times)
+        case Exit():
+            return (type(step), step.path, step.reason)
+        case Jump():
+            return (type(step),)
+        case _:
+            assert_never(step)
 
 
 def event_context(event: JourneyEvent | None) -> dict[str, Any]:

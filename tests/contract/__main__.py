@@ -18,15 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import uvicorn
-from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from connection import SEARCH_ATTRIBUTE_NAMES, data_converter, installed_binary
+from connection import data_converter, installed_binary
 from emulator.server import ProviderEmulator
 from stack.local import free_port
 from tests.conftest import JOURNEYS, emulator_settings
 from worker import ACTIVITY_THREADS, build_worker
+from workflows.journey import SEARCH_ATTRIBUTES
 
 HERE = Path(__file__).parent
 KEY = "contract-test-key-0001"
@@ -74,7 +74,7 @@ async def run(options: argparse.Namespace) -> int:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=installed_binary("temporal"),
             data_converter=data_converter(settings),
-            search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTE_NAMES],
+            search_attributes=list(SEARCH_ATTRIBUTES),
             dev_server_log_level="error",
         )
         try:

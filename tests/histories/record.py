@@ -22,7 +22,7 @@ from connection import data_converter, installed_binary, register_search_attribu
 from definition.model import Journey
 from emulator.server import ProviderEmulator
 from payload_encryption import new_payload_key
-from publishing import publish_journeys
+from publishing import publish, publish_journeys
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
 from storage import customers, journey_versions
@@ -31,10 +31,13 @@ from tests.conftest import JOURNEYS, make_scenario, run
 from tests.payloads import decrypted
 from tests.test_lifecycle_journey import SIGNED_UP, purchase
 from worker import ACTIVITY_THREADS, build_worker
-from workflows.interface import SupportAction, workflow_id
+from workflows.handle import JourneyHandle
+from workflows.interface import SupportAction, SupportKind, workflow_id
 from workflows.journey import JourneyWorkflow
 
 HERE = Path(__file__).parent
+LIVE_EDIT = JOURNEYS / "tests" / "live_edit"
+"""A second version of the lifecycle journey (recommendations every 14 days, not 30)."""
 
 
 def scenarios() -> dict[str, object]:
@@ -51,6 +54,15 @@ def scenarios() -> dict[str, object]:
             until="365d",
             id="c-replay",
         ),
+        # A version published while the customer is in `new`, adopted on entering `active`.
+        "live_edit": make_scenario(
+            SIGNED_UP,
+            purchase("1d", "e-1"),
+            {"at": "25d", "publish": str(LIVE_EDIT)},
+            purchase("30d2h", "e-2"),
+            until="50d",
+            id="c-live-edit",
+        ),
         "continue_as_new": make_scenario(
             *[purchase(f"{day}d", f"e-{day}", amount=30.0) for day in range(6)], until="7d", id="c-can"
         ),
@@ -59,7 +71,8 @@ def scenarios() -> dict[str, object]:
 
 async def support_story(keys: str) -> list[str]:
     """Every support action and continue-as-new in one enrolment: sign-up, a pause over the
-    welcome's wait, resume, skip_wait, purchases past the run's 3 events, move_to, exit."""
+    welcome's wait, resume, skip_wait, purchases past the run's 3 events, move_to, an
+    upgrade to a version published meanwhile, exit."""
     scenario = make_scenario(id="c-support")
     with tempfile.TemporaryDirectory() as folder, ProviderEmulator() as emulator:
         settings = Settings(
@@ -116,6 +129,9 @@ async def support_story(keys: str) -> list[str]:
                         JourneyWorkflow.move_to, ewa.model_copy(update={"stage": "inactive"})
                     )
                     await env.sleep(timedelta(days=1))
+                    publish(settings, [LIVE_EDIT])
+                    await JourneyHandle(env.client, "lifecycle", scenario.customer.id).perform(SupportKind.UPGRADE, ewa)
+                    await env.sleep(timedelta(days=1))
                     await handle.execute_update(JourneyWorkflow.exit, ewa)
                     await handle.result()
                     return await _histories(env, handle.id)
@@ -137,7 +153,7 @@ async def _histories(env: WorkflowEnvironment, workflow: str) -> list[str]:
 async def record(name: str) -> None:
     options = {"events_per_run": 3} if name == "continue_as_new" else {}
     keys = new_payload_key("record")
-    if name == "support_actions":
+    if name.startswith("support_actions"):
         histories = await support_story(keys)
     else:
         result = await run(scenarios()[name], record_histories=True, payload_keys=keys, **options)  # type: ignore[arg-type]

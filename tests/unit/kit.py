@@ -17,7 +17,7 @@ from definition.model import Journey
 from definition.program import CompiledJourney, compile_stage
 from definition.schedule import zone
 from workflows.interface import JourneyEvent, JourneyState, SendOutcome, SupportAction, SupportKind
-from workflows.machine import ContinueAsNew, Done, Effect, Machine, SendMessage, Sleep
+from workflows.machine import CheckVersion, ContinueAsNew, Done, Effect, Machine, SendMessage, Sleep
 
 TURNS = 10_000
 """More turns than any test needs: a machine that spins fails the test instead of hanging it."""
@@ -76,8 +76,10 @@ class Drive:
             patched=patched,
             warn=self.warnings.append,
         )
-        self.machine.load(self.journey, version=1, timezone=timezone)
         self.now = at(start)
+        self.published: dict[int, CompiledJourney] = {1: self.journey}
+        """What `cyklo publish` froze so far, by version: the machine asks for the newest."""
+        self.machine.load(self.journey, version=1, timezone=timezone, newest_at=self.now)
         self.inbox: list[JourneyEvent] = []
         self.sent: list[tuple[datetime, str]] = []
         """(local time of the send, template) of every message that went out."""
@@ -100,6 +102,8 @@ class Drive:
                     self.requests.append(effect)
                     self.sent.append((self.local(self.now), effect.request.template))
                     self.machine.sent(effect, self.outcome(effect), self.now)
+                case CheckVersion(current=current):
+                    self.machine.adopt(*self._newer_than(current), self.now)
                 case Sleep(until=until) if until is not None and until <= self.now:
                     continue
                 case Sleep() | Done() | ContinueAsNew():
@@ -135,10 +139,32 @@ class Drive:
         """Perform a support action as the update does: its refusal, or None and the action done."""
         action = SupportAction(by=by, **fields)
         refusal = self.machine.refusal(kind, action)
-        if refusal is None:
+        if refusal is None and kind is SupportKind.UPGRADE:
+            newest, version = self._newer_than(self.machine.state.version or 0)
+            refusal = self.machine.upgrade_refusal(newest, version)
+            if refusal is None:
+                assert newest is not None
+                self.machine.upgrade(newest, version, action, self.now)
+                self.settle()
+        elif refusal is None:
             self.machine.support(kind, action, self.now)
             self.settle()
         return refusal
+
+    def publish(self, source: str | dict[str, Any]) -> int:
+        """A new version of the journey, as `cyklo publish` would freeze it: its number."""
+        version = max(self.published) + 1
+        self.published[version] = compiled(source)
+        return version
+
+    def _newer_than(self, current: int) -> tuple[CompiledJourney | None, int]:
+        """What prepare_journey answers a `newer_than` request."""
+        newest = max(self.published)
+        return (self.published[newest], newest) if newest > current else (None, current)
+
+    def versions(self) -> list[int | None]:
+        """The version of each stage entered, oldest first."""
+        return [change.version for change in self.state.stage_history]
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(zone(self.state.timezone))
