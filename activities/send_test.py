@@ -66,6 +66,11 @@ def send_test(
     event: EventView | None = None,
     locale: str | None = None,
 ) -> SendTestResult:
+    """Render `message` as a preview does and hand it to its provider for `to`, on record.
+
+    Raises PreviewRefused (`to` is no address or number of the channel), TemplateFailed or
+    SendTestFailed (the provider refused or did not answer); the row says which, but for the
+    first, which writes none."""
     channel = message.send.channel
     destination = _destination(channel, to, settings)
     migrate(settings.database_url)
