@@ -3,7 +3,8 @@
 Deleted: the profile (contact data, consents, attributes), the customer's events with
 their properties, the consent history. Kept: the message ledger, whose rows are ids,
 templates and statuses (what was sent when, for the shop's accounts and the frequency
-cap of nobody), with provider error texts, which can quote an address, blanked.
+cap of nobody), with provider error texts, which can quote an address, blanked; and the
+stage entries, ids and stage names that the shop's stage flows count.
 """
 
 from __future__ import annotations

@@ -108,6 +108,27 @@ class Event(SQLModel, table=True):
     properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class StageEntry(SQLModel, table=True):
+    """A customer entering a stage of a journey, written by the journey itself (the local
+    activity it runs at every stage entry): what stage flows, retention and churn count."""
+
+    __tablename__ = "stage_entries"
+    __table_args__ = (UniqueConstraint("journey_id", "customer_id", "instance", "entry"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: str = Field(max_length=100)
+    customer_id: str = Field(index=True, max_length=128)
+    instance: str = Field(max_length=16)
+    """The enrolment (JourneyState.instance): a customer who enters the journey again is another."""
+    entry: int
+    """The enrolment's stage entry number, 1 for the first: a retried activity writes it once."""
+    stage: str = Field(max_length=100)
+    previous_stage: str | None = Field(default=None, max_length=100)
+    journey_version: int
+    entered_at: datetime = _timestamp(index=True)
+    """Journey time (simulated time in a simulation)."""
+
+
 class ConsentRecord(SQLModel, table=True):
     """One change of a customer's consent or suppression, with where it came from: what a
     GDPR export shows, and what tells whether an SMS START may lift a suppression."""

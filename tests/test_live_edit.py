@@ -7,9 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
+from sqlmodel import col, select
+
 from emulator.server import ProviderEmulator
 from simulation.report import as_json, as_text
 from simulation.runner import SimulationResult
+from storage.database import session_for
+from storage.models import StageEntry
 from tests.conftest import JOURNEYS, make_scenario, run
 from tests.test_lifecycle_journey import SIGNED_UP, purchase
 
@@ -46,8 +50,9 @@ async def test_a_customer_in_flight_adopts_the_edit_at_their_next_stage_entry(tm
         until="75d",
     )
 
+    database_url = f"sqlite:///{tmp_path}/cyklo.db"
     with ProviderEmulator() as emulator:
-        result = await run(scenario, emulator=emulator)
+        result = await run(scenario, emulator=emulator, database_url=database_url)
         subjects = {message.subject for message in emulator.messages("email")}
 
     published = [entry for entry in result.timeline if entry.kind == "publish" and entry.journey == "lifecycle"]
@@ -79,6 +84,15 @@ async def test_a_customer_in_flight_adopts_the_edit_at_their_next_stage_entry(tm
     assert (active.stage, active.version, active.adopted_from) == ("active", 2, 1)
     # What the customer had is kept: both orders count, the earlier messages are still theirs.
     assert view.metrics["orders"] == 2
+    with session_for(database_url) as session:
+        entries = session.exec(select(StageEntry).order_by(col(StageEntry.entry))).all()
+    # Each stage entry recorded by the journey, with the version it happened on (stage flows
+    # and churn are counted from these).
+    assert [(row.entry, row.stage, row.previous_stage, row.journey_version) for row in entries] == [
+        (1, "prospect", None, 1),
+        (2, "new", "prospect", 1),
+        (3, "active", "new", 1),
+    ]
     assert [message.template for message in view.messages][:2] == ["welcome", "thank_you"]
 
 

@@ -68,9 +68,9 @@ def _prepared_versions(path: Path) -> list[tuple[int, bool]]:
 
 
 def test_a_recorded_history_covers_a_customer_adopting_a_newer_version() -> None:
-    """live_edit: the customer starts on version 1, asks at a stage entry and hears of
-    nothing newer, then asks again after a publish and adopts version 2."""
-    assert _prepared_versions(HERE / "live_edit_0.json") == [(1, True), (1, False), (2, True)]
+    """live_edit: the customer starts on version 1, asks at the entries into prospect and
+    new and hears of nothing newer, then asks again after a publish and adopts version 2."""
+    assert _prepared_versions(HERE / "live_edit_0.json") == [(1, True), (1, False), (1, False), (2, True)]
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])

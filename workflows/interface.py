@@ -213,6 +213,19 @@ class JourneyResult(BaseModel):
     exited: str
 
 
+class StageEntered(BaseModel):
+    """A stage entry, for the stage_entries table (ids and stage names only)."""
+
+    instance: str
+    entry: int
+    """JourneyState.stage_entries after the entry: 1 for the enrolment's first stage."""
+    stage: str
+    previous_stage: str | None
+    version: int
+    """The version the customer ran when the entry happened (before adopting a newer one)."""
+    at: datetime
+
+
 class PrepareRequest(BaseModel):
     journey_id: str
     customer_id: str
@@ -220,6 +233,8 @@ class PrepareRequest(BaseModel):
     newer_than: int | None = None
     """Asked at a stage entry or an upgrade: the newest version if it is newer than this one,
     else `version` back with no definition (nothing to adopt, nothing large in history)."""
+    entered: StageEntered | None = None
+    """At a stage entry: the entry, which the activity records."""
 
 
 class PreparedJourney(BaseModel):

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PreparedJourney,
         PrepareRequest,
         SendOutcome,
+        StageEntered,
         SupportAction,
         SupportKind,
     )
@@ -171,14 +172,8 @@ class JourneyWorkflow:
     async def run(self, input: JourneyInput) -> JourneyResult:
         if not self.state.instance:
             self.state.instance = str(workflow.uuid4())[:8]
-        pinned = self.state.version or input.version
-        prepared = await self._prepare(version=pinned)
-        self.machine.load(
-            compile_journey(prepared.definition_json),
-            prepared.version,
-            prepared.timezone,
-            newest_at=self._now() if pinned is None else None,
-        )
+        prepared = await self._prepare(version=self.state.version or input.version)
+        self.machine.load(compile_journey(prepared.definition_json), prepared.version, prepared.timezone)
         if self.state.stage is not None:
             self._publish_stage(self.state.stage)
 
@@ -189,7 +184,7 @@ class JourneyWorkflow:
             )
             if isinstance(effect, CheckVersion):
                 # The stage just entered is published once, with the version it runs on.
-                await self._adopt_newer(effect.current)
+                await self._adopt_newer(effect)
                 continue
             self._publish_entered()
             match effect:
@@ -226,7 +221,9 @@ class JourneyWorkflow:
     def _now(self) -> datetime:
         return workflow.now() + self.input.clock_offset
 
-    async def _prepare(self, *, version: int | None = None, newer_than: int | None = None) -> PreparedJourney:
+    async def _prepare(
+        self, *, version: int | None = None, newer_than: int | None = None, entered: StageEntered | None = None
+    ) -> PreparedJourney:
         """The definition from the database, through a local activity: replays read it from
         history. Asked at run start and, for a newer version, at stage entries and upgrades —
         rather than told by a signal at publish, which would wake every customer at once."""
@@ -237,14 +234,15 @@ class JourneyWorkflow:
                 customer_id=self.input.customer_id,
                 version=version,
                 newer_than=newer_than,
+                entered=entered,
             ),
             result_type=PreparedJourney,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
         )
 
-    async def _adopt_newer(self, current: int) -> None:
-        prepared = await self._prepare(newer_than=current)
+    async def _adopt_newer(self, check: CheckVersion) -> None:
+        prepared = await self._prepare(newer_than=check.current, entered=check.entered)
         newest = compile_journey(prepared.definition_json) if prepared.definition_json else None
         self.machine.adopt(newest, prepared.version, self._now())
 

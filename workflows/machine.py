@@ -49,6 +49,7 @@ from workflows.interface import (
     SendOutcome,
     SendRequest,
     StageChange,
+    StageEntered,
     SupportAction,
     SupportKind,
     SupportRecord,
@@ -85,10 +86,12 @@ class Sleep:
 
 @dataclass(frozen=True)
 class CheckVersion:
-    """A stage was entered: ask for a version newer than `current` (prepare_journey with
-    `newer_than`), then hand it to `Machine.adopt` before the stage's flow runs."""
+    """A stage was entered: record `entered` and ask for a version newer than `current`
+    (prepare_journey with `newer_than`), then hand it to `Machine.adopt` before the stage's
+    flow runs."""
 
     current: int
+    entered: StageEntered
 
 
 @dataclass(frozen=True)
@@ -152,15 +155,11 @@ class Machine:
         """Stages entered since the workflow last published the stage, oldest first."""
         self.newer_version_wanted = False
         """A stage was entered: the flow waits for CheckVersion's answer before it runs."""
-        self.newest_loaded_at: datetime | None = None
 
-    def load(self, journey: CompiledJourney, version: int, timezone: str, *, newest_at: datetime | None = None) -> None:
-        """`newest_at`: the moment `version` was read as the newest one (a run that started
-        without a version): a stage entered at that same moment has nothing newer to ask for."""
+    def load(self, journey: CompiledJourney, version: int, timezone: str) -> None:
         self.journey = journey
         self.state.version = version
         self.state.timezone = self.state.timezone or timezone
-        self.newest_loaded_at = newest_at
 
     # --- one turn of the workflow's loop --------------------------------------------------
 
@@ -171,15 +170,15 @@ class Machine:
             return Done(state.exited)
         # After each stage entry the rest waits for the version the customer runs from then on.
         if self._asks_for_newer_version():
-            return CheckVersion(self._version)
+            return self._check_version()
         while inbox:
             self.handle(inbox.pop(0), now)
             if self._asks_for_newer_version():
-                return CheckVersion(self._version)
+                return self._check_version()
         if state.paused is None:
             self.fire_due_transitions(now)
             if self._asks_for_newer_version():
-                return CheckVersion(self._version)
+                return self._check_version()
             send = self.advance(now)
             if send is not None:
                 return send
@@ -196,6 +195,19 @@ class Machine:
         self.newer_version_wanted = False
         # Histories recorded before versions were adopted never asked: they replay without.
         return self.patched(ADOPT_AT_STAGE_ENTRY)
+
+    def _check_version(self) -> CheckVersion:
+        state = self.state
+        assert state.stage is not None and state.stage_entered_at is not None
+        entered = StageEntered(
+            instance=state.instance,
+            entry=state.stage_entries,
+            stage=state.stage,
+            previous_stage=state.previous_stage,
+            version=self._version,
+            at=state.stage_entered_at,
+        )
+        return CheckVersion(self._version, entered)
 
     @property
     def _version(self) -> int:
@@ -262,7 +274,7 @@ class Machine:
             return
         same_step = _same_step(here, newest.programs[target]) if target == state.stage else None
         if same_step is None:
-            self._enter(target, cause, None, now, ask_for_newer=False)
+            self._enter(target, cause, None, now)
         else:
             state.pc = same_step
             change = StageChange(at=now, stage=target, previous=state.previous_stage, cause=cause, version=version)
@@ -356,9 +368,7 @@ class Machine:
                 self._enter(transition.to, _period(transition), None, now)
                 return
 
-    def _enter(
-        self, stage: str, cause: str, event: JourneyEvent | None, now: datetime, *, ask_for_newer: bool = True
-    ) -> None:
+    def _enter(self, stage: str, cause: str, event: JourneyEvent | None, now: datetime) -> None:
         state = self.state
         state.previous_stage, state.stage = state.stage, stage
         state.stage_entered_at = now
@@ -374,8 +384,7 @@ class Machine:
         )
         state.stage_history = bounded([*state.stage_history, change], STAGE_HISTORY)
         self.entered.append(stage)
-        if ask_for_newer and now != self.newest_loaded_at:
-            self.newer_version_wanted = True
+        self.newer_version_wanted = True
 
     # --- the flow -------------------------------------------------------------------------
 

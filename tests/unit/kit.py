@@ -16,7 +16,14 @@ from definition.durations import parse_duration
 from definition.model import Journey
 from definition.program import CompiledJourney, compile_stage
 from definition.schedule import zone
-from workflows.interface import JourneyEvent, JourneyState, SendOutcome, SupportAction, SupportKind
+from workflows.interface import (
+    JourneyEvent,
+    JourneyState,
+    SendOutcome,
+    StageEntered,
+    SupportAction,
+    SupportKind,
+)
 from workflows.machine import CheckVersion, ContinueAsNew, Done, Effect, Machine, SendMessage, Sleep
 
 TURNS = 10_000
@@ -78,8 +85,10 @@ class Drive:
         )
         self.now = at(start)
         self.published: dict[int, CompiledJourney] = {1: self.journey}
+        self.entries: list[StageEntered] = []
+        """Every stage entry the machine asked to record, oldest first."""
         """What `cyklo publish` froze so far, by version: the machine asks for the newest."""
-        self.machine.load(self.journey, version=1, timezone=timezone, newest_at=self.now)
+        self.machine.load(self.journey, version=1, timezone=timezone)
         self.inbox: list[JourneyEvent] = []
         self.sent: list[tuple[datetime, str]] = []
         """(local time of the send, template) of every message that went out."""
@@ -102,7 +111,8 @@ class Drive:
                     self.requests.append(effect)
                     self.sent.append((self.local(self.now), effect.request.template))
                     self.machine.sent(effect, self.outcome(effect), self.now)
-                case CheckVersion(current=current):
+                case CheckVersion(current=current, entered=entered):
+                    self.entries.append(entered)
                     self.machine.adopt(*self._newer_than(current), self.now)
                 case Sleep(until=until) if until is not None and until <= self.now:
                     continue

@@ -146,7 +146,7 @@ def test_a_history_from_before_adoption_never_asks_for_a_newer_version() -> None
     drive.event("purchase", **PURCHASE)
 
     assert drive.versions() == [1, 1]
-    assert asked == [ADOPT_AT_STAGE_ENTRY], "asked once, at the entry into new, and told no"
+    assert asked == [ADOPT_AT_STAGE_ENTRY] * 2, "asked at each stage entry, and told no"
 
 
 def test_support_upgrade_goes_on_from_the_same_step_on_the_newest_version() -> None:
@@ -216,3 +216,8 @@ def test_a_period_transition_and_a_support_move_are_stage_entries_too() -> None:
     assert drive.support(SupportKind.MOVE_TO, stage="active") is None
 
     assert drive.versions() == [1, 2, 3]
+    assert [(entry.entry, entry.stage, entry.previous_stage, entry.version) for entry in drive.entries] == [
+        (1, "new", None, 1),
+        (2, "inactive", "new", 1),
+        (3, "active", "inactive", 2),
+    ], "each entry is recorded with the version it happened on"

@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.kit import LIFECYCLE, Drive, at, compiled, one_stage
 from workflows.interface import JourneyEvent, JourneyState, SendOutcome, SupportAction, SupportKind
-from workflows.machine import Done, Machine, SendMessage
+from workflows.machine import CheckVersion, Done, Machine, SendMessage
 
 pytestmark = pytest.mark.unit
 
@@ -100,8 +100,11 @@ def test_move_to_an_unknown_stage_is_refused_with_the_stages() -> None:
 def test_a_move_while_a_message_is_being_sent_starts_the_new_stage_from_its_first_step() -> None:
     machine = Machine(JourneyState(instance="i"), workflow_id="w", journey_id="lifecycle", customer_id="c-1")
     now = at("2026-03-02T10:00:00+01:00")
-    machine.load(compiled(LIFECYCLE), version=1, timezone="Europe/Warsaw", newest_at=now)
-    send = machine.turn([JourneyEvent(event_id="e-1", type="signed_up", occurred_at=now)], now)
+    machine.load(compiled(LIFECYCLE), version=1, timezone="Europe/Warsaw")
+    check = machine.turn([JourneyEvent(event_id="e-1", type="signed_up", occurred_at=now)], now)
+    assert isinstance(check, CheckVersion)
+    machine.adopt(None, 1, now)
+    send = machine.turn([], now)
     assert isinstance(send, SendMessage)
 
     machine.support(SupportKind.MOVE_TO, SupportAction(by="Ewa", stage="inactive"), now)
