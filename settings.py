@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     """The API's URL as providers call it: Twilio signs that URL."""
     webhook_max_age_seconds: int = Field(600, gt=0, validation_alias=_env("CYKLO_WEBHOOK_MAX_AGE"))
 
+    global_holdout_percent: float = Field(
+        0.0, ge=0, lt=100, validation_alias=_env("CYKLO_GLOBAL_HOLDOUT_PERCENT")
+    )
+    """This share of customers (a sticky hash of the id) gets no marketing message from any
+    journey, recorded `held_out`: the control the experiments report measures the programme by."""
+
     shop_name: str = Field("cyklo shop", validation_alias=_env("CYKLO_SHOP_NAME"))
     shop_url: str = Field("https://shop.example.com", validation_alias=_env("CYKLO_SHOP_URL"))
     currency: str = Field("PLN", validation_alias=_env("CYKLO_CURRENCY"))

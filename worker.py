@@ -13,6 +13,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.experiments import ExperimentRecorder
 from activities.prepare import JourneyPreparation
 from activities.send import MessageSender
 from connection import connect
@@ -35,7 +36,11 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         task_queue=settings.task_queue,
         workflows=[JourneyWorkflow],
         workflow_runner=workflow_runner(),
-        activities=[JourneyPreparation(settings).prepare_journey, MessageSender(settings).send_message],
+        activities=[
+            JourneyPreparation(settings).prepare_journey,
+            ExperimentRecorder(settings).record_assignment,
+            MessageSender(settings).send_message,
+        ],
         # The provider clients block: they run on threads, never on the event loop.
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,

@@ -32,6 +32,7 @@ from activities.rendering import customer_view, links_view, render_message, temp
 from definition import templates
 from definition.channels import CUSTOMER_CHANNELS
 from definition.context import EventView
+from definition.holdout import in_global_holdout
 from definition.phones import InvalidPhone
 from definition.sandbox import BoundedEnvironment, LimitExceeded
 from definition.statuses import COUNTS_TOWARD_CAP, MessageStatus
@@ -197,7 +198,7 @@ class MessageSender:
                 discount_code=_discount_code(),
                 scheduled_at=request.send_at,
             )
-        refusal = _refusal(session, request, customer)
+        refusal = _refusal(session, request, customer, self.settings.global_holdout_percent)
         if refusal is not None:
             status, reason = refusal
             return finish(session, message, status, reason), customer
@@ -274,7 +275,7 @@ def _locked_customer(session: Session, customer_id: str) -> Customer | None:
 
 
 def _refusal(
-    session: Session, request: SendRequest, customer: Customer | None
+    session: Session, request: SendRequest, customer: Customer | None, holdout_percent: float
 ) -> tuple[MessageStatus, str] | None:
     """Why this message must not go out, as (status, reason); None if it may."""
     if customer is None:
@@ -284,6 +285,9 @@ def _refusal(
         return MessageStatus.SUPPRESSED, refused
     if request.transactional or not request.channel.reaches_customer:
         return None
+    # After consent: a customer who may not be messaged anyway stays counted as suppressed.
+    if in_global_holdout(request.customer_id, holdout_percent):
+        return MessageStatus.HELD_OUT, "global control group: no marketing message"
     window_start = request.send_at - CAP_WINDOW
     recent = session.exec(
         select(func.count())
@@ -328,7 +332,8 @@ def _outcome(message: Message, customer: Customer | None) -> SendOutcome:
 def public_reason(message: Message) -> str | None:
     """The reason as the workflow may keep it: refusals verbatim (they hold no personal data),
     failures by their kind only, since provider texts can quote an address or number."""
-    if message.reason is None or message.status in (MessageStatus.SUPPRESSED, MessageStatus.CAPPED):
+    refusals = (MessageStatus.SUPPRESSED, MessageStatus.CAPPED, MessageStatus.HELD_OUT)
+    if message.reason is None or message.status in refusals:
         return message.reason
     return message.reason.split(":", 1)[0]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import time
+from datetime import time, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, assert_never, get_args
 
 from pydantic import (
@@ -87,11 +87,26 @@ class SplitArm(_Strict):
     flow: list[Step] = []
 
 
+class WinnerRule(_Strict):
+    """When a split's arms have enough customers and one converts better with this confidence,
+    every new entrant assigned to an arm gets the winning arm (the holdout stays the holdout,
+    so the control keeps being measured)."""
+
+    metric: Literal["conversion"] = "conversion"
+    min_customers: int = Field(default=500, gt=0)
+    """Customers per arm whose window has ended, before any decision."""
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    """The best arm wins when its difference to the runner-up has p < 1 - confidence."""
+    window: Duration = timedelta(days=7)
+    """A purchase this long after the assignment counts as the customer's conversion."""
+
+
 class SplitSpec(_Strict):
     name: str = Field(pattern=_NAME)
     arms: list[SplitArm] = Field(min_length=1)
     holdout: int = Field(default=0, ge=0, lt=100)
     """Percent of customers who get none of the arms: the control group."""
+    winner: WinnerRule | None = None
 
 
 class RepeatSpec(_Strict):

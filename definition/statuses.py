@@ -20,6 +20,8 @@ class MessageStatus(StrEnum):
     CAPPED = "capped"
     FAILED = "failed"
     BOUNCED = "bounced"
+    HELD_OUT = "held_out"
+    """Not sent: the customer is in the global control group (CYKLO_GLOBAL_HOLDOUT_PERCENT)."""
 
     @property
     def rank(self) -> int | None:

@@ -129,6 +129,45 @@ class StageEntry(SQLModel, table=True):
     """Journey time (simulated time in a simulation)."""
 
 
+class ExperimentAssignment(SQLModel, table=True):
+    """A customer's arm of a split, written by the journey when it first reaches the split
+    (the record_assignment local activity): what the experiments report counts."""
+
+    __tablename__ = "experiment_assignments"
+    __table_args__ = (UniqueConstraint("journey_id", "split", "customer_id", "instance"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: str = Field(max_length=100)
+    split: str = Field(max_length=100)
+    customer_id: str = Field(index=True, max_length=128)
+    instance: str = Field(max_length=16)
+    """The enrolment: a customer who enters the journey again is assigned again (the same
+    arm, the hash being sticky, unless a winner was decided meanwhile)."""
+    arm: str | None = Field(default=None, max_length=100)
+    """None: the split's holdout."""
+    by_winner: bool = False
+    """The winner rule chose the arm, not the hash: left out of the comparison that decided it."""
+    assigned_at: datetime = _timestamp()
+    """Journey time (simulated time in a simulation): conversions are counted from it."""
+
+
+class ExperimentWinner(SQLModel, table=True):
+    """The moment a split's `winner:` rule held, with the figures it held on: from then on
+    new entrants the hash sends to an arm get this one."""
+
+    __tablename__ = "experiment_winners"
+    __table_args__ = (UniqueConstraint("journey_id", "split"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: str = Field(max_length=100)
+    split: str = Field(max_length=100)
+    arm: str = Field(max_length=100)
+    decided_at: datetime = _timestamp()
+    """Journey time of the assignment that found the rule holding."""
+    figures: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """Customers and conversions per arm, the runner-up and the p-value the decision took."""
+
+
 class ConsentRecord(SQLModel, table=True):
     """One change of a customer's consent or suppression, with where it came from: what a
     GDPR export shows, and what tells whether an SMS START may lift a suppression."""

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from definition.channels import Channel
 from definition.metrics import Metrics
+from definition.model import WinnerRule
 
 RECENT_EVENTS = 20
 RECENT_MESSAGES = 20
@@ -235,6 +236,27 @@ class PrepareRequest(BaseModel):
     else `version` back with no definition (nothing to adopt, nothing large in history)."""
     entered: StageEntered | None = None
     """At a stage entry: the entry, which the activity records."""
+
+
+class ArmRequest(BaseModel):
+    """A customer reached a split with no arm yet: record_assignment records and answers it."""
+
+    journey_id: str
+    customer_id: str
+    instance: str
+    split: str
+    arms: list[str]
+    winner: WinnerRule | None
+    """The split's rule; its flows stay out of history."""
+    hashed_arm: str | None
+    """The sticky hash's arm (None: the holdout): the answer unless a winner was decided."""
+    at: datetime
+    """Journey time of the assignment: conversions are counted from it."""
+
+
+class ArmAssigned(BaseModel):
+    arm: str | None
+    by_winner: bool = False
 
 
 class PreparedJourney(BaseModel):

@@ -4,7 +4,7 @@ The machine (workflows/machine.py) decides; this shell performs what it asks for
 the send activity, search attributes, continue-as-new. Deterministic: no I/O (the definition
 arrives through a local activity, so replays read it from history), no clock but
 workflow.now(), no randomness at all (split arms are a hash of the customer id, so they are
-sticky).
+sticky; a decided winner arrives through the local activity that records the assignment).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 with workflow.unsafe.imports_passed_through():
     from definition.program import compile_journey
     from workflows.interface import (
+        ArmAssigned,
         JourneyEvent,
         JourneyInput,
         JourneyResult,
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         SupportKind,
     )
     from workflows.machine import (
+        AssignArm,
         CheckVersion,
         ContinueAsNew,
         Done,
@@ -190,6 +192,8 @@ class JourneyWorkflow:
             match effect:
                 case SendMessage():
                     await self._send(effect)
+                case AssignArm():
+                    await self._assign(effect)
                 case Sleep():
                     await self._sleep(effect.until)
                 case ContinueAsNew():
@@ -245,6 +249,18 @@ class JourneyWorkflow:
         prepared = await self._prepare(newer_than=check.current, entered=check.entered)
         newest = compile_journey(prepared.definition_json) if prepared.definition_json else None
         self.machine.adopt(newest, prepared.version, self._now())
+
+    async def _assign(self, assign: AssignArm) -> None:
+        """The arm through a local activity that records it: a winner decided in the database
+        reaches the workflow from history on replay, never from a read in workflow code."""
+        answer = await workflow.execute_local_activity(
+            "record_assignment",
+            assign.request,
+            result_type=ArmAssigned,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+        self.machine.assigned(assign, answer)
 
     async def _sleep(self, until: datetime | None) -> None:
         """Until `until`, an event or a support action, whichever comes first."""

@@ -40,6 +40,8 @@ from workflows.interface import (
     SEEN_EVENT_IDS,
     STAGE_HISTORY,
     SUPPORT_ACTIONS,
+    ArmAssigned,
+    ArmRequest,
     EventRecord,
     JourneyEvent,
     JourneyFacts,
@@ -61,6 +63,11 @@ from workflows.interface import (
 ADOPT_AT_STAGE_ENTRY = "adopt-newer-versions-at-stage-entry"
 """Patch: on entering a stage the journey asks for a newer published version (a local
 activity) and adopts it when that version says `versioning: stage_boundary`."""
+
+RECORD_EXPERIMENT_ASSIGNMENTS = "record-experiment-assignments"
+"""Patch: a customer reaching a split without an arm asks record_assignment (a local
+activity) for it, which records the assignment and may answer a decided winner; before, the
+arm was the hash alone and nothing outside the workflow knew it."""
 
 SKIP_INVALID_EVENTS = "skip-invalid-events"
 """Patch: an event whose properties the workflow cannot use is recorded and skipped (before,
@@ -95,6 +102,14 @@ class CheckVersion:
 
 
 @dataclass(frozen=True)
+class AssignArm:
+    """A split without the customer's arm: call record_assignment with `request`, then hand
+    its answer to `Machine.assigned` (the flow goes on from the split)."""
+
+    request: ArmRequest
+
+
+@dataclass(frozen=True)
 class ContinueAsNew:
     """The run has seen enough events: start a new one with the state (`Machine.carried_state`)."""
 
@@ -104,7 +119,7 @@ class Done:
     exited: str
 
 
-Effect = SendMessage | Sleep | CheckVersion | ContinueAsNew | Done
+Effect = SendMessage | AssignArm | Sleep | CheckVersion | ContinueAsNew | Done
 
 
 def invalid_properties(event: JourneyEvent) -> list[str]:
@@ -402,8 +417,8 @@ class Machine:
         program = self.program()
         return program[self.state.pc] if self.state.pc < len(program) else None
 
-    def advance(self, now: datetime) -> SendMessage | None:
-        """Run the flow until it must wait (None) or send (the send to perform)."""
+    def advance(self, now: datetime) -> SendMessage | AssignArm | None:
+        """Run the flow until it must wait (None), send, or learn a split's arm."""
         state = self.state
         program = self.program()
         while state.pc < len(program):
@@ -450,9 +465,11 @@ class Machine:
                 case Split():
                     name = instruction.spec.name
                     if name not in state.experiments:
-                        state.experiments[name] = assign_arm(
-                            self.customer_id, self.journey_id, instruction.spec
-                        )
+                        hashed = assign_arm(self.customer_id, self.journey_id, instruction.spec)
+                        # Histories from before assignments were recorded keep the hash alone.
+                        if self.patched(RECORD_EXPERIMENT_ASSIGNMENTS):
+                            return self._assign(instruction, hashed, now)
+                        state.experiments[name] = hashed
                     arm = state.experiments[name]
                     names = [candidate.name for candidate in instruction.spec.arms]
                     state.pc = (
@@ -474,6 +491,25 @@ class Machine:
                 case _:
                     assert_never(instruction)
         return None
+
+    def _assign(self, split: Split, hashed: str | None, now: datetime) -> AssignArm:
+        spec = split.spec
+        request = ArmRequest(
+            journey_id=self.journey_id,
+            customer_id=self.customer_id,
+            instance=self.state.instance,
+            split=spec.name,
+            arms=[arm.name for arm in spec.arms],
+            winner=spec.winner,
+            hashed_arm=hashed,
+            at=now,
+        )
+        return AssignArm(request)
+
+    def assigned(self, assign: AssignArm, answer: ArmAssigned) -> None:
+        """record_assignment's answer: the customer's arm of the split from now on (the flow
+        takes it at the split, which the next turn runs again)."""
+        self.state.experiments[assign.request.split] = answer.arm
 
     def _wait_deadline(self, wait: Wait, now: datetime) -> datetime:
         spec = wait.spec

@@ -17,6 +17,8 @@ from definition.model import Journey
 from definition.program import CompiledJourney, compile_stage
 from definition.schedule import zone
 from workflows.interface import (
+    ArmAssigned,
+    ArmRequest,
     JourneyEvent,
     JourneyState,
     SendOutcome,
@@ -24,7 +26,16 @@ from workflows.interface import (
     SupportAction,
     SupportKind,
 )
-from workflows.machine import CheckVersion, ContinueAsNew, Done, Effect, Machine, SendMessage, Sleep
+from workflows.machine import (
+    AssignArm,
+    CheckVersion,
+    ContinueAsNew,
+    Done,
+    Effect,
+    Machine,
+    SendMessage,
+    Sleep,
+)
 
 TURNS = 10_000
 """More turns than any test needs: a machine that spins fails the test instead of hanging it."""
@@ -96,6 +107,10 @@ class Drive:
         self.outcome: Callable[[SendMessage], SendOutcome] = lambda send: SendOutcome(
             message_id=len(self.state.messages) + 1, status="sent"
         )
+        self.assignments: list[ArmRequest] = []
+        """Every arm the machine asked record_assignment for, oldest first."""
+        self.assign: Callable[[ArmRequest], ArmAssigned] = lambda request: ArmAssigned(arm=request.hashed_arm)
+        """What record_assignment answers: the hash's arm unless the test decides a winner."""
         self.effect: Effect = self.settle()
 
     @property
@@ -111,6 +126,9 @@ class Drive:
                     self.requests.append(effect)
                     self.sent.append((self.local(self.now), effect.request.template))
                     self.machine.sent(effect, self.outcome(effect), self.now)
+                case AssignArm(request=request):
+                    self.assignments.append(request)
+                    self.machine.assigned(effect, self.assign(request))
                 case CheckVersion(current=current, entered=entered):
                     self.entries.append(entered)
                     self.machine.adopt(*self._newer_than(current), self.now)

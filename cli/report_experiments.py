@@ -1,0 +1,65 @@
+"""`cyklo report-experiments`: every split's arms compared, and the programme against the
+global control group, from the database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from settings import get_settings
+
+
+def report_experiments(
+    journey: Annotated[str | None, typer.Option(help="Only this journey's splits.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Assignments (and purchases) from this date, e.g. 2026-03-01.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this date, not included.")] = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="The report as JSON (as GET /v1/reports/experiments).")
+    ] = False,
+    csv: Annotated[bool, typer.Option("--csv", help="One row per arm, as CSV.")] = False,
+) -> None:
+    """Per split: customers and conversions per arm (a purchase within the window after the
+    assignment; holdout included), conversion rate with its 95 % Wilson interval, difference
+    to the holdout (or the first arm) with its interval and p-value, revenue per customer.
+    With CYKLO_GLOBAL_HOLDOUT_PERCENT set: the programme's incremental revenue per customer."""
+    from reports.experiments import experiments_report
+    from storage.database import session_for
+
+    if json and csv:
+        raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
+    period = _moment(since, "--since"), _moment(until, "--until")
+    settings = get_settings()
+    database = settings.database_url.removeprefix("sqlite:///")
+    if settings.database_url.startswith("sqlite:///") and not Path(database).exists():
+        typer.echo(f"cyklo report-experiments: no database at {database} (set CYKLO_DATABASE_URL)", err=True)
+        raise typer.Exit(2)
+    with session_for(settings.database_url, read_only=True) as session:
+        report = experiments_report(
+            session,
+            journey_id=journey,
+            since=period[0],
+            until=period[1],
+            holdout_percent=settings.global_holdout_percent,
+        )
+    if json:
+        typer.echo(report.model_dump_json(indent=2))
+    elif csv:
+        typer.echo(report.as_csv(), nl=False)
+    else:
+        typer.echo(report.as_text(), nl=False)
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    """A date or date-time; without a zone it is UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date: use e.g. 2026-03-01", param_hint=option) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
