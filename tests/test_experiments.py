@@ -9,18 +9,22 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlmodel import select
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
+from typer.testing import CliRunner
 
+from api.app import create_app
+from cli.main import app as app_command
 from connection import data_converter
 from definition.holdout import in_global_holdout
 from definition.model import SplitSpec
 from definition.program import assign_arm
 from payload_encryption import new_payload_key
-from reports.experiments import ArmResult, experiments_report
-from settings import Settings
+from reports.experiments import ArmResult, ExperimentsReport, experiments_report
+from settings import Settings, get_settings
 from simulation.runner import simulate
 from storage.database import session_for
 from storage.models import ExperimentAssignment, ExperimentWinner
@@ -214,6 +218,7 @@ async def test_once_the_winner_rule_holds_new_entrants_get_the_winning_arm_and_i
     assert split.winner is not None and split.winner.arm == "a"
     assert [(arm.arm, arm.customers) for arm in split.arms] == [("a", 2), ("b", 1)]
     assert "winner: a since 2026-03-05" in report.as_text()
+    await _served_as_reported(database_url, report)
 
     replayer = Replayer(
         workflows=[JourneyWorkflow],
@@ -223,6 +228,53 @@ async def test_once_the_winner_rule_holds_new_entrants_get_the_winning_arm_and_i
     for history in result.histories:
         await replayer.replay_workflow(WorkflowHistory.from_json("contest", history))
     assert "record_assignment" in _local_activities(result.histories)
+
+
+REPORTS_KEY = "reports-reader-key-0001"
+EVENTS_KEY = "shop-platform-key-0001"
+
+
+async def _served_as_reported(database_url: str, report: ExperimentsReport) -> None:
+    """The API (scope `reports`) and `cyklo report-experiments` give the same report."""
+    settings = Settings(
+        database_url=database_url,
+        api_keys=f"{REPORTS_KEY}=reports;{EVENTS_KEY}=events",
+        payload_keys=new_payload_key("api"),
+    )
+    app = create_app(settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://cyklo.test"
+    ) as client:
+        refused = await client.get(
+            "/v1/reports/experiments", headers={"Authorization": f"Bearer {EVENTS_KEY}"}
+        )
+        served = await client.get(
+            "/v1/reports/experiments",
+            params={"journey": "contest"},
+            headers={"Authorization": f"Bearer {REPORTS_KEY}"},
+        )
+    assert refused.status_code == 403
+    assert served.status_code == 200
+    assert ExperimentsReport.model_validate(served.json()) == report
+
+    environment = {"CYKLO_DATABASE_URL": database_url}
+    get_settings.cache_clear()  # an earlier command of this process may have read other settings
+    try:
+        runner = CliRunner()
+        as_json = runner.invoke(
+            app_command, ["report-experiments", "--journey", "contest", "--json"], env=environment
+        )
+        as_csv = runner.invoke(app_command, ["report-experiments", "--csv"], env=environment)
+        bad = runner.invoke(app_command, ["report-experiments", "--since", "March"], env=environment)
+    finally:
+        get_settings.cache_clear()
+    assert as_json.exit_code == 0, as_json.output
+    assert ExperimentsReport.model_validate_json(as_json.output) == report
+    assert [line.split(",")[:5] for line in as_csv.output.splitlines()[1:]] == [
+        ["contest", "subject", "a", "2", "1"],
+        ["contest", "subject", "b", "1", "0"],
+    ]
+    assert bad.exit_code == 2 and "--since" in bad.output and "Traceback" not in bad.output
 
 
 def _local_activities(histories: list[str]) -> list[str]:
