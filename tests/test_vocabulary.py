@@ -21,7 +21,17 @@ def test_statuses_know_their_rank_finality_and_what_the_cap_counts() -> None:
     )
 
     assert ranked == ["sending", "sent", "delivered", "opened", "clicked"]
-    assert FINAL == {"sent", "delivered", "opened", "clicked", "suppressed", "capped", "failed", "bounced"}
+    assert FINAL == {
+        "sent",
+        "delivered",
+        "opened",
+        "clicked",
+        "suppressed",
+        "capped",
+        "failed",
+        "bounced",
+        "held_out",
+    }
     assert COUNTS_TOWARD_CAP == {"pending", "sending", "retrying", "sent", "delivered", "opened", "clicked"}
     assert {status for status in MessageStatus if status.undelivered} == {"failed", "bounced"}
 
