@@ -108,6 +108,12 @@ class SplitSpec(_Strict):
     """Percent of customers who get none of the arms: the control group."""
     winner: WinnerRule | None = None
 
+    @model_validator(mode="after")
+    def _winner_among_arms(self) -> SplitSpec:
+        if self.winner is not None and len(self.arms) < 2:
+            raise ValueError("a `winner:` rule compares arms: give the split two arms or more")
+        return self
+
 
 class RepeatSpec(_Strict):
     flow: list[Step] = Field(min_length=1)

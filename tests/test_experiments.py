@@ -16,6 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from typer.testing import CliRunner
 
+from activities.experiments import ExperimentRecorder
 from api.app import create_app
 from cli.main import app as app_command
 from connection import data_converter
@@ -26,9 +27,10 @@ from payload_encryption import new_payload_key
 from reports.experiments import ArmResult, ExperimentsReport, experiments_report
 from settings import Settings, get_settings
 from simulation.runner import simulate
-from storage.database import session_for
+from storage.database import migrate, session_for
 from storage.models import ExperimentAssignment, ExperimentWinner
 from tests.conftest import JOURNEYS, make_scenario, messages
+from workflows.interface import ArmAssigned, ArmRequest
 from workflows.journey import JourneyWorkflow, workflow_runner
 
 START = datetime.fromisoformat("2026-03-02T10:00:00+01:00")
@@ -333,3 +335,26 @@ async def test_the_global_control_group_gets_no_marketing_message_and_measures_t
     assert (programme.interval.low, programme.interval.high) == pytest.approx(
         (130 - z * error, 130 + z * error)
     )
+
+
+def test_a_retried_assignment_is_recorded_once_and_answers_the_recorded_arm(database_url: str) -> None:
+    migrate(database_url)
+    recorder = ExperimentRecorder(Settings(database_url=database_url))
+    request = ArmRequest(
+        journey_id="experiment",
+        customer_id="c-1",
+        instance="run1",
+        split="subject_test",
+        arms=["welcome_arm", "nudge_arm"],
+        winner=None,
+        hashed_arm="nudge_arm",
+        at=START,
+    )
+
+    first = recorder.record_assignment(request)
+    # A retry after a winner changed nothing: the arm recorded first is the answer.
+    again = recorder.record_assignment(request.model_copy(update={"hashed_arm": "welcome_arm"}))
+
+    assert first == again == ArmAssigned(arm="nudge_arm", by_winner=False)
+    with session_for(database_url) as session:
+        assert len(session.exec(select(ExperimentAssignment)).all()) == 1

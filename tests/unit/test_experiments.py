@@ -163,3 +163,10 @@ def test_mean_difference_interval_is_welchs_standard_error_with_the_normal_quant
 
 def _sample(values: list[float]) -> MeanSample:
     return MeanSample(count=len(values), total=sum(values), total_squares=sum(v * v for v in values))
+
+
+def test_a_winner_rule_needs_two_arms_to_compare() -> None:
+    one_arm = {"name": "solo", "arms": [{"name": "a", "weight": 1}], "winner": {"min_customers": 10}}
+
+    with pytest.raises(ValueError, match="two arms or more"):
+        SplitSpec.model_validate(one_arm)
