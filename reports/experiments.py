@@ -140,7 +140,11 @@ class ExperimentsReport(BaseModel):
                     f"{group.revenue:>14.2f} revenue{group.revenue_per_customer:>10.2f} per customer"
                 )
             interval = programme.interval
-            around = f" [{interval.low:+.2f}, {interval.high:+.2f}]" if interval else ""
+            around = (
+                f" [{interval.low:+.2f}, {interval.high:+.2f}] (95 %, Welch, normal approximation)"
+                if interval
+                else ""
+            )
             lines.append(
                 f"  incremental revenue per customer: {programme.incremental_revenue_per_customer:+.2f}{around}"
             )
