@@ -13,6 +13,7 @@ from cli.platform import act, customer_app, event, inspect, put_customer
 from cli.preview import preview
 from cli.publish import diff, publish, rollback, versions
 from cli.reconcile import reconcile
+from cli.report import report
 from cli.send_test import send_test
 from cli.simulate import simulate
 from cli.validate import validate
@@ -44,6 +45,7 @@ for _command in (
     act,
     bench,
     reconcile,
+    report,
     faults,
 ):
     app.command()(guarded(_command))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import time
+from datetime import time, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, assert_never, get_args
 
 from pydantic import (
@@ -39,7 +39,8 @@ class SendSpec(_Strict):
     template: str = Field(pattern=_NAME)
     transactional: bool = False
     conversion_window: Duration | None = None
-    """A purchase within this period after the send counts as converted (KPIs)."""
+    """A purchase within this period after the send counts as converted (KPIs); without it,
+    the journey's `conversion_window`."""
     url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")
     """For `channel: webhook`: the shop's endpoint the signed JSON body is POSTed to."""
 
@@ -238,6 +239,9 @@ class Journey(_Strict):
     locales: list[str] = Field(default=["pl", "en"], min_length=1)
     default_timezone: str = "Europe/Warsaw"
     quiet_hours: QuietHours | None = QuietHours()
+    conversion_window: Duration | None = None
+    """The window of every marketing send that names none; without either, a send is not
+    credited with purchases."""
     entry: list[Entry] = Field(min_length=1)
     stages: dict[str, Stage] = Field(min_length=1)
     versioning: Versioning = "pin"
@@ -280,6 +284,14 @@ class Journey(_Strict):
             for step in iter_steps(stage.flow)
             if isinstance(step, SendStep)
         ]
+
+
+def conversion_window(journey: Journey, send: SendSpec) -> timedelta | None:
+    """How long after `send` goes out a purchase counts as its conversion; None: never
+    (a transactional message, or neither the step nor the journey gives a window)."""
+    if send.transactional:
+        return None
+    return send.conversion_window or journey.conversion_window
 
 
 def child_flows(step: AnyStep) -> list[tuple[str, list[AnyStep]]]:
