@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     """DEBUG, INFO, WARNING or ERROR: what cyklo's processes log (to stderr)."""
 
     api_keys: str = Field("", validation_alias=_env("CYKLO_API_KEYS"))
-    """`KEY=scope,scope;KEY2=scope`: scopes events, support:read, support:write."""
+    """`KEY=scope,scope;KEY2=scope`: scopes events, support:read, support:write, reports."""
     session_secret: str = Field("", validation_alias=_env("CYKLO_SESSION_SECRET"))
     """Signs support page sessions; every API process behind one address needs the same one."""
     session_hours: float = Field(8.0, gt=0, le=24 * 30, validation_alias=_env("CYKLO_SESSION_HOURS"))

@@ -24,7 +24,7 @@ from sqlmodel import select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import errors, pages, privacy, support, webhooks
+from api import errors, pages, privacy, reports_journeys, support, webhooks
 from api.auth import parse_keys
 from api.bodies import EventItems, ProfileUpdateBody, invalid
 from api.bounded_json import BoundedJsonRoute
@@ -110,6 +110,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         privacy.router, dependencies=[API_KEY], responses=errors.responses(401, 403, 404, 422, 503)
     )
     app.include_router(pages.router)
+    app.include_router(reports_journeys.router)
 
     @app.get("/health", tags=["health"])
     async def health() -> Health:

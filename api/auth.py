@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-SCOPES = frozenset({"events", "support:read", "support:write"})
+SCOPES = frozenset({"events", "support:read", "support:write", "reports"})
 URL_KEY_PARAMETERS = ("key", "api_key")
 KEY_IN_URL_REFUSED = (
     "API keys in URLs are refused (they end up in logs and browser history): "

@@ -11,7 +11,9 @@ from settings import get_settings
 
 
 def report(
-    journey: Annotated[str | None, typer.Option(help="One journey (default: every journey with messages).")] = None,
+    journey: Annotated[
+        str | None, typer.Option(help="One journey (default: every journey with messages).")
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Messages sent from this day (UTC) or ISO time, e.g. 2026-03-01.")
     ] = None,
@@ -21,7 +23,8 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print one CSV row per journey step.")] = False,
     rebuild: Annotated[
-        bool, typer.Option("--rebuild", help="First recompute every conversion from the ledger and the events.")
+        bool,
+        typer.Option("--rebuild", help="First recompute every conversion from the ledger and the events."),
     ] = False,
 ) -> None:
     """Per journey and step for a period: sent, delivered, opened, clicked, bounced, converted,
@@ -57,5 +60,6 @@ def _when(text: str | None, option: str) -> date | datetime | None:
         return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(
-            f"{text!r} is not a day (2026-03-31) or an ISO time (2026-03-31T12:00:00+02:00)", param_hint=option
+            f"{text!r} is not a day (2026-03-31) or an ISO time (2026-03-31T12:00:00+02:00)",
+            param_hint=option,
         ) from None

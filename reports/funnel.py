@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, computed_field
 from sqlalchemy import func
+from sqlalchemy import select as grouped
 from sqlmodel import Session, col, select
 
 from definition.channels import Channel
@@ -170,14 +171,15 @@ def journey_funnel(session: Session, journey_id: str, period: Period, currency: 
             steps[key] = StepFunnel(stage=stage, step=key[1], template=template, channel=channel)
         return steps[key]
 
-    rows = session.exec(
+    # SQLAlchemy's own select: SQLModel's is typed for at most four columns.
+    rows = session.execute(
         _in_period(
-            select(
-                Message.stage,
-                Message.step,
-                Message.template,
-                Message.channel,
-                Message.status,
+            grouped(
+                col(Message.stage),
+                col(Message.step),
+                col(Message.template),
+                col(Message.channel),
+                col(Message.status),
                 func.count(),
                 func.min(Message.scheduled_at),
             ),
@@ -207,12 +209,12 @@ def journey_funnel(session: Session, journey_id: str, period: Period, currency: 
             funnel.outcome_unknown += 1
         else:
             funnel.failed = {**funnel.failed, kind: funnel.failed.get(kind, 0) + 1}
-    for stage, path, template, count, revenue in session.exec(
+    for stage, path, template, count, revenue in session.execute(
         _in_period(
-            select(
-                Conversion.stage,
-                Conversion.step,
-                Conversion.template,
+            grouped(
+                col(Conversion.stage),
+                col(Conversion.step),
+                col(Conversion.template),
                 func.count(),
                 func.sum(Conversion.amount),
             ),
@@ -227,7 +229,9 @@ def journey_funnel(session: Session, journey_id: str, period: Period, currency: 
     for message in unsubscribed_messages(session):
         if message.journey_id == journey_id and period.holds(message.scheduled_at):
             step(message.stage, message.step, message.template).unsubscribed += 1
-    ordered = sorted(steps.values(), key=lambda s: (first_sent.get((s.stage, s.step, s.template), _END), s.step))
+    ordered = sorted(
+        steps.values(), key=lambda s: (first_sent.get((s.stage, s.step, s.template), _END), s.step)
+    )
     entries = _in_period(
         select(StageEntry.stage, StageEntry.entry, func.count()), StageEntry.entered_at, journey_id, period
     ).group_by(StageEntry.stage, StageEntry.entry)
@@ -392,8 +396,20 @@ def as_text(funnel: JourneyFunnel) -> str:
         + (", ".join(f"{stage} {count}" for stage, count in funnel.stage_entries.items()) or "none"),
         "",
     ]
-    header = ["step", "sent", "deliv", "open", "click", "bounce", "conv", "rate", f"revenue {funnel.currency}",
-              "per sent", "unsub", "not sent"]
+    header = [
+        "step",
+        "sent",
+        "deliv",
+        "open",
+        "click",
+        "bounce",
+        "conv",
+        "rate",
+        f"revenue {funnel.currency}",
+        "per sent",
+        "unsub",
+        "not sent",
+    ]
     table = [header]
     for step in funnel.steps:
         table.append(
@@ -413,12 +429,26 @@ def as_text(funnel: JourneyFunnel) -> str:
             ]
         )
     table.append(
-        ["total", str(funnel.sent), "", "", "", "", str(funnel.converted), _rate(funnel.conversion_rate),
-         _money(funnel.revenue), _money(funnel.revenue_per_sent), "", ""]
+        [
+            "total",
+            str(funnel.sent),
+            "",
+            "",
+            "",
+            "",
+            str(funnel.converted),
+            _rate(funnel.conversion_rate),
+            _money(funnel.revenue),
+            _money(funnel.revenue_per_sent),
+            "",
+            "",
+        ]
     )
     widths = [max(len(row[index]) for row in table) for index in range(len(header))]
     for row in table:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:-1], strict=True)]
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:-1], strict=True)
+        ]
         lines.append(("  ".join(cells) + "  " + row[-1]).rstrip())
     return "\n".join(lines)
 
@@ -442,7 +472,9 @@ def as_csv(funnels: Iterable[JourneyFunnel]) -> str:
         for step in funnel.steps:
             values: dict[str, Any] = step.model_dump()
             values["conversion_rate"] = "" if step.conversion_rate is None else round(step.conversion_rate, 6)
-            values["revenue_per_sent"] = "" if step.revenue_per_sent is None else round(step.revenue_per_sent, 2)
+            values["revenue_per_sent"] = (
+                "" if step.revenue_per_sent is None else round(step.revenue_per_sent, 2)
+            )
             values["failed"] = ";".join(f"{kind}={count}" for kind, count in sorted(step.failed.items()))
             writer.writerow([funnel.journey_id, *(values[column] for column in COLUMNS)])
     return out.getvalue()

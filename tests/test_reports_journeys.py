@@ -6,16 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import delete
 from sqlmodel import col, select
 
+from api.app import create_app
 from reports.funnel import Period, journey_funnel, journeys_report
 from simulation.runner import simulate
 from storage import conversions
 from storage.database import session_for
 from storage.models import ConsentRecord, Conversion, Message
-from tests.conftest import make_scenario
+from tests.conftest import World, make_scenario
 
 PROMO = """\
 journey: promo
@@ -138,3 +140,40 @@ async def test_purchases_within_a_window_convert_the_last_message_that_went_out(
     ]
     assert "promo" in march_2.as_text() and "100.0%" in march_2.as_text()
     assert march_2.as_csv().splitlines()[1].startswith("promo,welcome,welcome/0,promo,email,2,1,")
+
+
+REPORTS_KEY = "reports-key-0123456789"
+EVENTS_KEY = "events-key-0123456789"
+
+
+async def test_the_api_serves_a_journeys_funnel_to_keys_with_the_reports_scope(
+    journeys: Path, world: World
+) -> None:
+    ala = make_scenario({"at": "0s", "type": "signed_up"}, purchase("1d", "o-1", 250), id="c-ala", until="2d")
+    await simulate([journeys], ala, database_url=world.settings.database_url)
+    settings = world.settings.model_copy(
+        update={"api_keys": f"{REPORTS_KEY}=reports;{EVENTS_KEY}=events", "publish_on_start": False}
+    )
+    app = create_app(settings, client=world.env.client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cyklo.test") as api:
+            as_reports = {"Authorization": f"Bearer {REPORTS_KEY}"}
+            refused = await api.get(
+                "/v1/reports/journeys/promo", headers={"Authorization": f"Bearer {EVENTS_KEY}"}
+            )
+            whole = await api.get("/v1/reports/journeys/promo", headers=as_reports)
+            later = await api.get("/v1/reports/journeys/promo?since=2026-03-03", headers=as_reports)
+            unknown = await api.get("/v1/reports/journeys/nope", headers=as_reports)
+
+    assert (refused.status_code, unknown.status_code) == (403, 404)
+    body = whole.json()
+    promo = next(step for step in body["steps"] if step["template"] == "promo")
+    assert (promo["sent"], promo["converted"], promo["revenue"], promo["conversion_rate"]) == (
+        1,
+        1,
+        250.0,
+        1.0,
+    )
+    assert (body["entered"], body["revenue"], body["currency"]) == (1, 250.0, "PLN")
+    assert later.json()["steps"] == [], "promo went out on 2026-03-02, before the period"
