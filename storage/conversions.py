@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from definition.events import EventType
@@ -44,14 +45,17 @@ def last_touch(touches: Iterable[Touch], at: datetime) -> Touch | None:
     return max(covering, key=lambda touch: (touch.sent_at, touch.message_id), default=None)
 
 
+CREDITABLE = (
+    col(Message.conversion_window_seconds).is_not(None),
+    col(Message.test).is_(False),
+    col(Message.transactional).is_(False),
+    col(Message.status).in_(REACHED_PROVIDER),
+)
+"""The ledger rows that can be credited at all (see the module's rule)."""
+
+
 def creditable() -> Any:
-    """The ledger rows that can be credited at all (see the module's rule)."""
-    return select(Message).where(
-        col(Message.conversion_window_seconds).is_not(None),
-        col(Message.test).is_(False),
-        col(Message.transactional).is_(False),
-        col(Message.status).in_(REACHED_PROVIDER),
-    )
+    return select(Message).where(*CREDITABLE)
 
 
 def touch_of(message: Message) -> Touch:
@@ -59,8 +63,8 @@ def touch_of(message: Message) -> Touch:
     return Touch(message.id, message.scheduled_at, timedelta(seconds=message.conversion_window_seconds))
 
 
-def amount_of(event: Event) -> float:
-    amount = event.properties.get("amount")
+def _amount(properties: dict[str, Any]) -> float:
+    amount = properties.get("amount")
     return float(amount) if isinstance(amount, (int, float)) and not isinstance(amount, bool) else 0.0
 
 
@@ -86,18 +90,50 @@ def credit_purchase(session: Session, event: Event) -> Conversion | None:
 
 def rebuild(session: Session) -> int:
     """Recompute every credit from the ledger and the events (idempotent); the number of
-    conversions. Read customer by customer in order, so memory holds the rows, not a join."""
-    messages: dict[str, list[Message]] = defaultdict(list)
-    for message in session.exec(creditable().order_by(col(Message.customer_id))):
-        messages[message.customer_id].append(message)
-    purchases = session.exec(select(Event).where(Event.type == EventType.PURCHASE))
+    conversions. Reads plain columns, not rows as objects: a million messages fit in memory."""
+    sent: dict[str, list[tuple[Touch, tuple[Any, ...]]]] = defaultdict(list)
+    columns = (
+        col(Message.id),
+        col(Message.customer_id),
+        col(Message.journey_id),
+        col(Message.stage),
+        col(Message.step),
+        col(Message.template),
+        col(Message.scheduled_at),
+        col(Message.conversion_window_seconds),
+    )
+    for row in session.execute(sa_select(*columns).where(*CREDITABLE)):
+        message_id, customer_id, _, _, _, _, scheduled_at, window = row
+        sent[customer_id].append((Touch(message_id, scheduled_at, timedelta(seconds=window)), tuple(row)))
+    purchases = session.execute(
+        sa_select(
+            col(Event.event_id), col(Event.customer_id), col(Event.occurred_at), col(Event.properties)
+        ).where(Event.type == EventType.PURCHASE)
+    )
     rows: list[dict[str, Any]] = []
-    for event in purchases:
-        candidates = messages.get(event.customer_id, ())
-        touch = last_touch((touch_of(message) for message in candidates), event.occurred_at)
-        if touch is not None:
-            message = next(message for message in candidates if message.id == touch.message_id)
-            rows.append(_conversion(message, event).model_dump(exclude={"id"}))
+    credited_at = utcnow()
+    for event_id, customer_id, occurred_at, properties in purchases:
+        candidates = sent.get(customer_id, [])
+        touch = last_touch((touch for touch, _ in candidates), occurred_at)
+        if touch is None:
+            continue
+        message = next(row for candidate, row in candidates if candidate is touch)
+        rows.append(
+            {
+                "event_id": event_id,
+                "message_id": touch.message_id,
+                "customer_id": customer_id,
+                "journey_id": message[2],
+                "stage": message[3],
+                "step": message[4],
+                "template": message[5],
+                "amount": _amount(properties),
+                "window_seconds": message[7],
+                "sent_at": touch.sent_at,
+                "purchased_at": occurred_at,
+                "credited_at": credited_at,
+            }
+        )
     session.execute(delete(Conversion))
     for batch in _batches(rows, 5000):
         session.execute(insert(Conversion), batch)
@@ -115,7 +151,7 @@ def _conversion(message: Message, event: Event) -> Conversion:
         stage=message.stage,
         step=message.step,
         template=message.template,
-        amount=amount_of(event),
+        amount=_amount(event.properties),
         window_seconds=message.conversion_window_seconds,
         sent_at=message.scheduled_at,
         purchased_at=event.occurred_at,
