@@ -108,7 +108,7 @@ def rebuild(session: Session) -> int:
     purchases = session.execute(
         sa_select(
             col(Event.event_id), col(Event.customer_id), col(Event.occurred_at), col(Event.properties)
-        ).where(Event.type == EventType.PURCHASE)
+        ).where(col(Event.type) == EventType.PURCHASE)
     )
     rows: list[dict[str, Any]] = []
     credited_at = utcnow()
