@@ -6,6 +6,7 @@ import typer
 
 from bench.command import bench
 from bench.faults.command import faults
+from bench.reports_at_scale import bench_reports
 from cli.api import api
 from cli.dev import dev
 from cli.journey_tests import test
@@ -47,6 +48,7 @@ for _command in (
     reconcile,
     report,
     faults,
+    bench_reports,
 ):
     app.command()(guarded(_command))
 customer_app.command("put")(guarded(put_customer))
