@@ -389,7 +389,7 @@ COLUMNS = (
 
 
 def as_text(funnel: JourneyFunnel) -> str:
-    period = f"{_day(funnel.period.since)} … {_day(funnel.period.until)}"
+    period = _period_text(funnel.period)
     lines = [
         f"journey {funnel.journey_id} ({period}, messages by their send time)",
         f"entered: {funnel.entered} customers; stage entries: "
@@ -460,8 +460,12 @@ def _not_sent(step: StepFunnel) -> str:
     return ", ".join(f"{count} {what}" for count, what in parts if count)
 
 
-def _day(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d") if moment is not None else "-"
+def _period_text(period: Period) -> str:
+    if period.since is None and period.until is None:
+        return "all time"
+    since = period.since.strftime("%Y-%m-%d %H:%M UTC") if period.since else "the start"
+    until = period.until.strftime("%Y-%m-%d %H:%M UTC") if period.until else "now"
+    return f"from {since} to {until}"
 
 
 def as_csv(funnels: Iterable[JourneyFunnel]) -> str:
