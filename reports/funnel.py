@@ -28,7 +28,7 @@ import io
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, computed_field
 from sqlalchemy import func
@@ -38,7 +38,7 @@ from sqlmodel import Session, col, select
 from definition.channels import Channel
 from definition.statuses import MessageStatus
 from storage.consents import Change, Origin
-from storage.conversions import creditable, last_touch, touch_of
+from storage.conversions import CREDITABLE, Touch, last_touch
 from storage.ledger import OUTCOME_UNKNOWN
 from storage.models import ConsentRecord, Conversion, Message, StageEntry
 
@@ -291,9 +291,20 @@ def journeys_in(session: Session, period: Period) -> list[str]:
     return sorted(session.exec(query).all())
 
 
-def unsubscribed_messages(session: Session) -> list[Message]:
+class Unsubscribed(NamedTuple):
+    """The message an unsubscribe is credited to: what the funnel groups it by."""
+
+    journey_id: str
+    stage: str
+    step: str
+    template: str
+    scheduled_at: datetime
+
+
+def unsubscribed_messages(session: Session) -> list[Unsubscribed]:
     """The message each unsubscribe is credited to (last touch on its channel, within the
-    message's conversion window); unsubscribes no message's window covers are left out."""
+    message's conversion window); unsubscribes no message's window covers are left out.
+    Plain columns, not rows as objects: every unsubscribing customer's messages are read."""
     unsubscribes = [
         (record.customer_id, channel, record.at)
         for record in session.exec(
@@ -305,16 +316,29 @@ def unsubscribed_messages(session: Session) -> list[Message]:
         if (channel := UNSUBSCRIBES.get((Origin(record.origin), Change(record.change)))) is not None
     ]
     customers = sorted({customer for customer, _, _ in unsubscribes})
-    candidates: dict[tuple[str, str], list[Message]] = defaultdict(list)
+    candidates: dict[tuple[str, str], list[tuple[Touch, Unsubscribed]]] = defaultdict(list)
+    columns = (
+        col(Message.id),
+        col(Message.customer_id),
+        col(Message.channel),
+        col(Message.conversion_window_seconds),
+        col(Message.journey_id),
+        col(Message.stage),
+        col(Message.step),
+        col(Message.template),
+        col(Message.scheduled_at),
+    )
     for chunk in _chunks(customers, 500):
-        for message in session.exec(creditable().where(col(Message.customer_id).in_(chunk))).all():
-            candidates[(message.customer_id, message.channel)].append(message)
+        query = grouped(*columns).where(*CREDITABLE, col(Message.customer_id).in_(chunk))
+        for message_id, customer, channel, window, *where in session.execute(query):
+            touch = Touch(message_id, where[-1], timedelta(seconds=window))
+            candidates[(customer, channel)].append((touch, Unsubscribed(*where)))
     credited = []
     for customer, channel, at in unsubscribes:
-        messages = {message.id: message for message in candidates[(customer, channel)]}
-        touch = last_touch((touch_of(message) for message in messages.values()), at)
-        if touch is not None:
-            credited.append(messages[touch.message_id])
+        messages = dict(candidates[(customer, channel)])
+        credited_to = last_touch(messages, at)
+        if credited_to is not None:
+            credited.append(messages[credited_to])
     return credited
 
 
