@@ -80,6 +80,8 @@ def _moment(value: date | datetime | None, days_after: int) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if days_after and value == date.max:
+        return None  # until the last day there is: no end
     return datetime.combine(value + timedelta(days=days_after), time(0), UTC)
 
 
