@@ -68,9 +68,6 @@ class Message(SQLModel, table=True):
     """The message ledger: one row per step occurrence, written before the provider call."""
 
     __tablename__ = "messages"
-    __table_args__ = (
-        Index("ix_messages_journey_scheduled", "journey_id", "scheduled_at", "stage", "step", "template", "status"),
-    )
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(unique=True, max_length=300)
