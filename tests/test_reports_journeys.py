@@ -16,6 +16,7 @@ from reports.funnel import Period, journey_funnel, journeys_report
 from simulation.runner import simulate
 from storage import conversions
 from storage.database import session_for
+from storage.erasure import erase_customer
 from storage.models import ConsentRecord, Conversion, Message
 from tests.conftest import World, make_scenario
 
@@ -177,3 +178,16 @@ async def test_the_api_serves_a_journeys_funnel_to_keys_with_the_reports_scope(
     )
     assert (body["entered"], body["revenue"], body["currency"]) == (1, 250.0, "PLN")
     assert later.json()["steps"] == [], "promo went out on 2026-03-02, before the period"
+
+
+async def test_erasing_a_customer_deletes_the_conversions_made_of_their_purchases(
+    journeys: Path, database_url: str
+) -> None:
+    ala = make_scenario({"at": "0s", "type": "signed_up"}, purchase("1d", "o-1", 250), id="c-ala", until="2d")
+    await simulate([journeys], ala, database_url=database_url)
+    with session_for(database_url) as session:
+        assert [row.amount for row in session.exec(select(Conversion))] == [250.0]
+        erase_customer(session, "c-ala")
+
+        assert session.exec(select(Conversion)).all() == []
+        assert conversions.rebuild(session) == 0, "a rebuild agrees: her purchases are gone"
