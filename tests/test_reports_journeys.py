@@ -3,6 +3,10 @@ conversions, rates and revenue per step, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +22,7 @@ from storage import conversions
 from storage.database import session_for
 from storage.erasure import erase_customer
 from storage.models import ConsentRecord, Conversion, Message
-from tests.conftest import World, make_scenario
+from tests.conftest import REPO, World, make_scenario
 
 PROMO = """\
 journey: promo
@@ -178,6 +182,45 @@ async def test_the_api_serves_a_journeys_funnel_to_keys_with_the_reports_scope(
     )
     assert (body["entered"], body["revenue"], body["currency"]) == (1, 250.0, "PLN")
     assert later.json()["steps"] == [], "promo went out on 2026-03-02, before the period"
+
+
+def cyklo(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "CYKLO_DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        check=False,
+    )
+
+
+async def test_cyklo_report_prints_the_funnel_as_a_table_csv_and_json_and_rebuilds(
+    journeys: Path, tmp_path: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path}/report.db"
+    ala = make_scenario({"at": "0s", "type": "signed_up"}, purchase("1d", "o-1", 250), id="c-ala", until="2d")
+    await simulate([journeys], ala, database_url=database_url)
+
+    table = cyklo(
+        database_url, "report", "--journey", "promo", "--since", "2026-03-01", "--until", "2026-03-02"
+    )
+    rebuilt = cyklo(database_url, "report", "--rebuild", "--csv")
+    as_json = cyklo(database_url, "report", "--json")
+    wrong = cyklo(database_url, "report", "--since", "March")
+
+    assert table.returncode == 0, table.stderr
+    assert "journey promo (from 2026-03-01 00:00 UTC to 2026-03-03 00:00 UTC" in table.stdout
+    welcome_row = next(line for line in table.stdout.splitlines() if line.startswith("welcome email promo"))
+    assert welcome_row.split()[3:5] == ["1", "0"] and "250.00" in welcome_row and "100.0%" in welcome_row
+    assert rebuilt.stderr.strip() == "conversions rebuilt: 1 purchases credited"
+    assert rebuilt.stdout.splitlines()[1].startswith(
+        "promo,welcome,welcome/0,promo,email,1,1,0,0,0,0,1,1.0,250.0,"
+    )
+    assert json.loads(as_json.stdout)["journeys"][0]["revenue"] == 250.0
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr and "--since" in wrong.stderr
 
 
 async def test_erasing_a_customer_deletes_the_conversions_made_of_their_purchases(
