@@ -18,6 +18,7 @@ from definition import templates
 from definition.context import CustomerView, EventView
 from definition.identifiers import id_problem
 from definition.problems import Problem, ProblemsForPeople
+from definition.yaml_problems import yaml_problem
 from definition.yaml_source import compose_yaml, construct, line_of
 
 SAMPLE_CUSTOMER_ID = "sample-customer"
@@ -58,11 +59,7 @@ def _mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
         root = compose_yaml(text)
         data = construct(root)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise SampleProblems(
-            [Problem(path, line, f"YAML syntax error: {getattr(error, 'problem', error)}")]
-        ) from None
+        raise SampleProblems([yaml_problem(path, text, error)]) from None
     if not isinstance(data, dict):
         raise SampleProblems([Problem(path, 1, "expected a mapping of fields (`name: value` lines)")])
     return data, root

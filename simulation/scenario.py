@@ -21,6 +21,7 @@ from pydantic import (
 
 from definition.durations import Duration
 from definition.problems import ProblemsForPeople
+from definition.yaml_problems import yaml_problem
 from definition.yaml_source import compose_yaml, line_of, load_yaml
 from routing.events import IncomingEvent
 from simulation.expectations import Expectations
@@ -123,11 +124,7 @@ def load_scenario(path: Path) -> Scenario:
         data = load_yaml(text)
         root = compose_yaml(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise ScenarioError(
-            [f"{path}:{line}: YAML syntax error: {getattr(error, 'problem', error)}"]
-        ) from None
+        raise ScenarioError([str(yaml_problem(path, text, error))]) from None
     try:
         return Scenario.model_validate(data, context={"folder": path.parent})
     except ValidationError as error:

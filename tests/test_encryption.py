@@ -145,8 +145,11 @@ async def test_history_on_the_server_is_encrypted_and_replays_with_the_key(
     found = list(payloads(raw))
     attributes = [(where, payload) for where, payload in found if "searchAttributes" in where]
     # A local activity's marker carries the SDK's own bookkeeping (sequence number, attempt,
-    # times) past the codec; its result goes through it.
-    bookkeeping = [(where, payload) for where, payload in found if ".details.data." in where]
+    # times) past the codec, and a patch marker its patch id; a local activity's result goes
+    # through it.
+    bookkeeping = [
+        (where, payload) for where, payload in found if ".details.data." in where or ".details.patch-data." in where
+    ]
     encrypted = [pair for pair in found if pair not in attributes and pair not in bookkeeping]
     assert bookkeeping and all("c-crypt" not in text(payload) for _, payload in bookkeeping)
     kinds = {where.split(".")[2] for where, _ in encrypted}

@@ -276,6 +276,9 @@ async def test_support_page_shows_the_customer_and_an_action_clicked_takes_effec
 
         await page.locator("#journey-lifecycle button", has_text="Pause").click()
         assert "already paused" in await page.locator("#notice").inner_text()
+        assert "(version 1)" in await page.locator("#journey-lifecycle h2").inner_text()
+        await page.locator("#journey-lifecycle button", has_text="Upgrade to the newest version").click()
+        assert "already on the newest version (v1)" in await page.locator("#notice").inner_text()
 
         # A page on another origin of the same host (same site, so the Strict cookie goes along)
         # submits a form to resume the journey: refused, nothing done.
