@@ -33,7 +33,13 @@ class ExperimentRecorder:
             # The holdout stays the holdout: the control keeps being measured after a decision.
             if request.winner is not None and arm is not None:
                 winner = decide_winner(
-                    session, request.journey_id, request.split, request.arms, request.winner, request.at
+                    session,
+                    request.journey_id,
+                    request.split,
+                    request.arms,
+                    request.winner,
+                    request.window,
+                    request.at,
                 )
                 if winner is not None and winner in request.arms:
                     arm, by_winner = winner, winner != request.hashed_arm

@@ -33,7 +33,9 @@ from definition import templates
 from definition.channels import CUSTOMER_CHANNELS
 from definition.context import EventView
 from definition.holdout import in_global_holdout
+from definition.model import conversion_window
 from definition.phones import InvalidPhone
+from definition.program import Send, compile_journey
 from definition.sandbox import BoundedEnvironment, LimitExceeded
 from definition.statuses import COUNTS_TOWARD_CAP, MessageStatus
 from settings import Settings
@@ -197,6 +199,7 @@ class MessageSender:
                 status=MessageStatus.PENDING,
                 discount_code=_discount_code(),
                 scheduled_at=request.send_at,
+                conversion_window_seconds=_conversion_window_seconds(self.settings.database_url, request),
             )
         refusal = _refusal(session, request, customer, self.settings.global_holdout_percent)
         if refusal is not None:
@@ -341,6 +344,26 @@ def public_reason(message: Message) -> str | None:
 def _discount_code() -> str:
     # Unique per message and stored with it, so the shop can honour it exactly once.
     return "CYK-" + secrets.token_hex(4).upper()
+
+
+def _conversion_window_seconds(database_url: str, request: SendRequest) -> int | None:
+    """The window the published step (or its journey) gives this send, kept on its row."""
+    windows = _conversion_windows(database_url, request.journey_id, request.journey_version)
+    # A step in a repeat carries its iteration (`…/flow/1#3`): the window is the step's.
+    return windows.get(request.step.split("#", 1)[0])
+
+
+@lru_cache(maxsize=64)
+def _conversion_windows(database_url: str, journey_id: str, version: int) -> dict[str, int | None]:
+    """Every send step's conversion window in seconds, by step path, of a published version."""
+    compiled = compile_journey(journey_versions.published(database_url, journey_id, version).definition)
+    windows: dict[str, int | None] = {}
+    for program in compiled.programs.values():
+        for instruction in program:
+            if isinstance(instruction, Send):
+                window = conversion_window(compiled.definition, instruction.spec)
+                windows[instruction.path] = int(window.total_seconds()) if window is not None else None
+    return windows
 
 
 @lru_cache(maxsize=64)

@@ -24,7 +24,7 @@ from sqlmodel import select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import errors, pages, privacy, reports_experiments, support, webhooks
+from api import errors, pages, privacy, reports_experiments, reports_journeys, support, webhooks
 from api.auth import parse_keys
 from api.bodies import EventItems, ProfileUpdateBody, invalid
 from api.bounded_json import BoundedJsonRoute
@@ -109,10 +109,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(
         privacy.router, dependencies=[API_KEY], responses=errors.responses(401, 403, 404, 422, 503)
     )
-    app.include_router(
-        reports_experiments.router, dependencies=[API_KEY], responses=errors.responses(401, 403, 422)
-    )
     app.include_router(pages.router)
+    app.include_router(reports_journeys.router)
+    app.include_router(reports_experiments.router)
 
     @app.get("/health", tags=["health"])
     async def health() -> Health:

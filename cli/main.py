@@ -6,6 +6,7 @@ import typer
 
 from bench.command import bench
 from bench.faults.command import faults
+from bench.reports_at_scale import bench_reports
 from cli.api import api
 from cli.dev import dev
 from cli.journey_tests import test
@@ -13,6 +14,7 @@ from cli.platform import act, customer_app, event, inspect, put_customer
 from cli.preview import preview
 from cli.publish import diff, publish, rollback, versions
 from cli.reconcile import reconcile
+from cli.report import report
 from cli.report_experiments import report_experiments
 from cli.send_test import send_test
 from cli.simulate import simulate
@@ -45,8 +47,10 @@ for _command in (
     act,
     bench,
     reconcile,
+    report,
     report_experiments,
     faults,
+    bench_reports,
 ):
     app.command()(guarded(_command))
 customer_app.command("put")(guarded(put_customer))

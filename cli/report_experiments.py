@@ -3,7 +3,6 @@ global control group, from the database."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -27,12 +26,14 @@ def report_experiments(
     assignment; holdout included), conversion rate with its 95 % Wilson interval, difference
     to the holdout (or the first arm) with its interval and p-value, revenue per customer.
     With CYKLO_GLOBAL_HOLDOUT_PERCENT set: the programme's incremental revenue per customer."""
+    from cli.report import _when  # the period is written as for `cyklo report`
     from reports.experiments import experiments_report
+    from reports.funnel import Period
     from storage.database import session_for
 
     if json and csv:
         raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
-    period = _moment(since, "--since"), _moment(until, "--until")
+    period = Period.of(_when(since, "--since"), _when(until, "--until"))
     settings = get_settings()
     database = settings.database_url.removeprefix("sqlite:///")
     if settings.database_url.startswith("sqlite:///") and not Path(database).exists():
@@ -42,8 +43,8 @@ def report_experiments(
         report = experiments_report(
             session,
             journey_id=journey,
-            since=period[0],
-            until=period[1],
+            since=period.since,
+            until=period.until,
             holdout_percent=settings.global_holdout_percent,
         )
     if json:
@@ -52,14 +53,3 @@ def report_experiments(
         typer.echo(report.as_csv(), nl=False)
     else:
         typer.echo(report.as_text(), nl=False)
-
-
-def _moment(text: str | None, option: str) -> datetime | None:
-    """A date or date-time; without a zone it is UTC."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a date: use e.g. 2026-03-01", param_hint=option) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -46,7 +46,7 @@ def simulate(
 
     loaded = load_scenario(scenario)
     result = asyncio.run(run_simulation(journey_paths(journeys), loaded))
-    typer.echo(timeline_json(result.timeline) if as_json else as_text(result.timeline))
+    typer.echo(timeline_json(result.timeline) if as_json else as_text(result.timeline, result.funnels))
     broken = template_failures(result.timeline)
     if broken:
         typer.echo(f"cyklo simulate: {template_failure_summary(broken)}", err=True)

@@ -39,7 +39,8 @@ class SendSpec(_Strict):
     template: str = Field(pattern=_NAME)
     transactional: bool = False
     conversion_window: Duration | None = None
-    """A purchase within this period after the send counts as converted (KPIs)."""
+    """A purchase within this period after the send counts as converted (KPIs); without it,
+    the journey's `conversion_window`."""
     url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")
     """For `channel: webhook`: the shop's endpoint the signed JSON body is POSTed to."""
 
@@ -97,8 +98,9 @@ class WinnerRule(_Strict):
     """Customers per arm whose window has ended, before any decision."""
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     """The best arm wins when its difference to the runner-up has p < 1 - confidence."""
-    window: Duration = timedelta(days=7)
-    """A purchase this long after the assignment counts as the customer's conversion."""
+    window: Duration | None = None
+    """A purchase this long after the assignment counts as the customer's conversion (see
+    `split_window` for the default)."""
 
 
 class SplitSpec(_Strict):
@@ -259,6 +261,9 @@ class Journey(_Strict):
     locales: list[str] = Field(default=["pl", "en"], min_length=1)
     default_timezone: str = "Europe/Warsaw"
     quiet_hours: QuietHours | None = QuietHours()
+    conversion_window: Duration | None = None
+    """The window of every marketing send that names none; without either, a send is not
+    credited with purchases."""
     entry: list[Entry] = Field(min_length=1)
     stages: dict[str, Stage] = Field(min_length=1)
     versioning: Versioning = "pin"
@@ -301,6 +306,26 @@ class Journey(_Strict):
             for step in iter_steps(stage.flow)
             if isinstance(step, SendStep)
         ]
+
+
+def conversion_window(journey: Journey, send: SendSpec) -> timedelta | None:
+    """How long after `send` goes out a purchase counts as its conversion; None: never
+    (a transactional message, or neither the step nor the journey gives a window)."""
+    if send.transactional:
+        return None
+    return send.conversion_window or journey.conversion_window
+
+
+DEFAULT_SPLIT_WINDOW = timedelta(days=7)
+
+
+def split_window(journey: Journey, split: SplitSpec) -> timedelta:
+    """How long after an assignment a purchase counts as the customer's conversion in the
+    split (the arms and the holdout alike): the winner rule's window, else the journey's
+    `conversion_window`, else 7 days."""
+    if split.winner is not None and split.winner.window is not None:
+        return split.winner.window
+    return journey.conversion_window or DEFAULT_SPLIT_WINDOW
 
 
 def child_flows(step: AnyStep) -> list[tuple[str, list[AnyStep]]]:

@@ -1,8 +1,9 @@
 """The experiments report: each split's arms compared, and the whole programme against the
 global control group — queries over experiment_assignments, events and customers.
 
-A customer's conversion in a split is a purchase within `window` after their assignment
-(journey time); the holdout is measured the same way from its own assignments. Revenue per
+A customer's conversion in a split is a purchase within the split's window after their
+assignment (journey time; `definition.model.split_window`: the winner rule's `window`, else
+the journey's `conversion_window`, else 7 days); the holdout is measured the same way from its own assignments. Revenue per
 customer is the amount of those purchases over the arm's customers. A "customer" of an arm
 is one assignment: a customer who enters the journey again and reaches the split again
 counts again (the hash gives them the same arm).
@@ -28,7 +29,15 @@ from sqlmodel import Session, col, select
 from definition.durations import format_duration
 from definition.events import EventType
 from definition.holdout import in_global_holdout
-from definition.model import Journey, SplitSpec, SplitStep, WinnerRule, iter_steps
+from definition.model import (
+    DEFAULT_SPLIT_WINDOW,
+    Journey,
+    SplitSpec,
+    SplitStep,
+    WinnerRule,
+    iter_steps,
+    split_window,
+)
 from reports.statistics import (
     Interval,
     MeanSample,
@@ -40,8 +49,6 @@ from reports.statistics import (
 from storage import journey_versions
 from storage.models import Customer, Event, ExperimentAssignment, ExperimentWinner
 
-DEFAULT_WINDOW = timedelta(days=7)
-"""A split without a winner rule is measured over this window (the rule's own otherwise)."""
 HOLDOUT = "holdout"
 
 
@@ -354,22 +361,18 @@ def split_result(
     )
 
 
-def _splits_of(session: Session, journey_id: str) -> dict[str, SplitSpec]:
-    """The splits of the journey's newest published version, by name."""
+def _splits_of(session: Session, journey_id: str) -> dict[str, tuple[SplitSpec, timedelta]]:
+    """The splits of the journey's newest published version by name, each with its window."""
     try:
         definition = Journey.model_validate_json(journey_versions.get(session, journey_id).definition)
     except journey_versions.JourneyNotPublished:
         return {}
     return {
-        step.split.name: step.split
+        step.split.name: (step.split, split_window(definition, step.split))
         for stage in definition.stages.values()
         for step in iter_steps(stage.flow)
         if isinstance(step, SplitStep)
     }
-
-
-def _window(spec: SplitSpec | None) -> timedelta:
-    return spec.winner.window if spec is not None and spec.winner is not None else DEFAULT_WINDOW
 
 
 def winner_of(session: Session, journey_id: str, split: str) -> ExperimentWinner | None:
@@ -384,7 +387,13 @@ def winner_of(session: Session, journey_id: str, split: str) -> ExperimentWinner
 
 
 def decide_winner(
-    session: Session, journey_id: str, split: str, arms: list[str], rule: WinnerRule, now: datetime
+    session: Session,
+    journey_id: str,
+    split: str,
+    arms: list[str],
+    rule: WinnerRule,
+    window: timedelta,
+    now: datetime,
 ) -> str | None:
     """The split's winning arm: decided before, or now when the rule holds — every arm has
     `min_customers` assigned by the hash whose window has ended, and the best arm's rate
@@ -395,7 +404,7 @@ def decide_winner(
         return decided.arm
     if len(arms) < 2:
         return None  # one arm has nothing to beat: the holdout is measured, never replaced
-    counts = arm_counts(session, journey_id, split, rule.window, matured_by=now, hashed_only=True)
+    counts = arm_counts(session, journey_id, split, window, matured_by=now, hashed_only=True)
     if any(counts[arm].customers < rule.min_customers for arm in arms):
         return None
     ranked = sorted(arms, key=lambda arm: counts[arm].converted / counts[arm].customers, reverse=True)
@@ -409,7 +418,7 @@ def decide_winner(
         "p_value": p_value,
         "confidence": rule.confidence,
         "min_customers": rule.min_customers,
-        "window": format_duration(rule.window),
+        "window": format_duration(window),
     }
     session.add(
         ExperimentWinner(journey_id=journey_id, split=split, arm=ranked[0], decided_at=now, figures=figures)
@@ -441,12 +450,12 @@ def experiments_report(
     if journey_id is not None:
         query = query.where(ExperimentAssignment.journey_id == journey_id)
     splits = []
-    definitions: dict[str, dict[str, SplitSpec]] = {}
+    definitions: dict[str, dict[str, tuple[SplitSpec, timedelta]]] = {}
     for journey, split in sorted(session.exec(query).all()):
         if journey not in definitions:
             definitions[journey] = _splits_of(session, journey)
-        spec = definitions[journey].get(split)
-        window = _window(spec)
+        # A split gone from the newest version is still reported, over the default window.
+        spec, window = definitions[journey].get(split, (None, DEFAULT_SPLIT_WINDOW))
         counts = arm_counts(session, journey, split, window, since=since, until=until)
         if not counts:
             continue

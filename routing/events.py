@@ -7,6 +7,7 @@ An entry event (e.g. signed_up) starts the customer's journey if it is not runni
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -25,16 +26,19 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 
-from definition.events import PropertyProblem, ValueKind, checked_properties, declared
+from definition.events import EventType, PropertyProblem, ValueKind, checked_properties, declared
 from definition.identifiers import EMAIL_ADDRESS, EventId, Identifier
 from definition.model import Journey
 from settings import Settings, get_settings
+from storage import conversions
 from storage.database import session_for
 from storage.models import Event
 from workflows.handle import Journeys
 from workflows.interface import JourneyEvent, JourneyInput
 
 Routing = Literal["accepted", "duplicate"]
+
+log = logging.getLogger(__name__)
 
 EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_EVENT = datetime(2200, 1, 1, tzinfo=UTC)
@@ -125,6 +129,8 @@ class EventRouter:
             # Not delivered means not accepted: forget the event so the shop's retry routes it.
             await asyncio.to_thread(self._forget, event)
             raise
+        if event.type == EventType.PURCHASE:
+            await asyncio.to_thread(self._credit, event)
         return "accepted"
 
     async def _deliver(self, event: IncomingEvent, clock_offset: Any) -> None:
@@ -156,6 +162,22 @@ class EventRouter:
             if recorded is not None:
                 session.delete(recorded)
                 session.commit()
+
+    def _credit(self, event: IncomingEvent) -> None:
+        """Credit the purchase to the message that converted it. The event is accepted
+        whatever happens here: a credit that fails is logged, and `cyklo report --rebuild`
+        recomputes it from the ledger and the events."""
+        try:
+            with session_for(self.settings.database_url) as session:
+                recorded = session.get(Event, event.event_id)
+                if recorded is not None:
+                    conversions.credit_purchase(session, recorded)
+        except Exception as error:
+            log.warning(
+                "purchase %s accepted but not credited (%s): `cyklo report --rebuild` recomputes it",
+                event.event_id,
+                type(error).__name__,
+            )
 
     def _record(self, event: IncomingEvent) -> bool:
         with session_for(self.settings.database_url) as session:

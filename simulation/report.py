@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
+from reports.funnel import JourneyFunnel
+from reports.funnel import as_text as funnel_text
 from simulation.runner import TimelineEntry
 
 STATUS_MARK = {"sent": "✓", "suppressed": "∅", "capped": "⊘", "failed": "✗"}
@@ -13,7 +16,8 @@ def as_json(timeline: list[TimelineEntry]) -> str:
     return json.dumps([entry.model_dump(mode="json") for entry in timeline], indent=2, ensure_ascii=False)
 
 
-def as_text(timeline: list[TimelineEntry]) -> str:
+def as_text(timeline: list[TimelineEntry], funnels: Sequence[JourneyFunnel] = ()) -> str:
+    """The timeline, then the scenario's funnel per journey (when given)."""
     lines = []
     for entry in timeline:
         when = entry.at.strftime("%Y-%m-%d %H:%M %Z")
@@ -21,6 +25,8 @@ def as_text(timeline: list[TimelineEntry]) -> str:
             lines.append(f"{when}  event    {entry.detail}")
         elif entry.kind == "publish":
             lines.append(f"{when}  publish  {entry.detail}")
+        elif entry.kind == "conversion":
+            lines.append(f"{when}  {entry.journey:<15} converted: {entry.template} {entry.detail}")
         elif entry.kind == "stage":
             lines.append(f"{when}  {entry.journey:<15} → stage {entry.stage}  ({entry.detail})")
         else:
@@ -32,4 +38,6 @@ def as_text(timeline: list[TimelineEntry]) -> str:
     sent = sum(1 for entry in timeline if entry.kind == "message" and entry.status == "sent")
     messages = sum(1 for entry in timeline if entry.kind == "message")
     lines.append(f"{messages} messages, {sent} sent")
+    for funnel in funnels:
+        lines.extend(["", funnel_text(funnel)])
     return "\n".join(lines)

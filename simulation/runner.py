@@ -26,12 +26,13 @@ from definition.schedule import zone
 from emulator.server import ProviderEmulator
 from payload_encryption import new_payload_key
 from publishing import publish, publish_journeys
+from reports.funnel import JourneyFunnel, Period, journeys_report
 from routing.events import EventRouter
 from settings import Settings
 from simulation.scenario import Scenario, ScenarioPublish
 from storage import customers, journey_versions
 from storage.database import migrate, session_for
-from storage.models import Message
+from storage.models import Conversion, Message
 from worker import ACTIVITY_THREADS, build_worker
 from workflows.handle import JourneyHandle
 from workflows.interface import JourneyView
@@ -50,7 +51,8 @@ class TimelineEntry(BaseModel):
     journey: str
     kind: str
     """`stage` for a stage entered, `message` for a message, `event` for an event sent,
-    `publish` for a version published (a live edit)."""
+    `publish` for a version published (a live edit), `conversion` for a purchase credited to
+    a message (at the purchase; `template` is the message's, `detail` the amount)."""
     version: int | None = None
     """The journey version: of the stage entered, the message sent, the version published."""
     stage: str | None = None
@@ -70,6 +72,8 @@ class SimulationResult(BaseModel):
     """The `state` query of every journey the customer entered, at the end."""
     histories: list[str] = []
     """With `record_histories`: every run's event history as JSON, oldest first, for replay tests."""
+    funnels: list[JourneyFunnel] = []
+    """The scenario's funnel per journey that sent it something, from its database at the end."""
 
 
 async def simulate(
@@ -160,11 +164,14 @@ async def _run(
                             [(await journey.history(run)).to_json() for run in await journey.run_ids()]
                         )
     timeline.extend(_messages(settings, scenario.customer.id, tz))
+    timeline.extend(_conversions(settings, scenario.customer.id, tz))
     timeline.sort(key=lambda entry: (entry.at, _KIND_ORDER[entry.kind]))
-    return SimulationResult(timeline=timeline, journeys=views, histories=histories)
+    with session_for(settings.database_url, read_only=True) as session:
+        funnels = journeys_report(session, None, Period(), settings.currency).journeys
+    return SimulationResult(timeline=timeline, journeys=views, histories=histories, funnels=funnels)
 
 
-_KIND_ORDER = {"publish": 0, "event": 1, "stage": 2, "message": 3}
+_KIND_ORDER = {"publish": 0, "event": 1, "conversion": 2, "stage": 3, "message": 4}
 
 
 async def _sleep_until(env: WorkflowEnvironment, offset: timedelta, moment: datetime) -> None:
@@ -220,6 +227,22 @@ def _messages(settings: Settings, customer_id: str, tz: Any) -> list[TimelineEnt
             template=row.template,
             status=row.status,
             detail=row.reason,
+        )
+        for row in rows
+    ]
+
+
+def _conversions(settings: Settings, customer_id: str, tz: Any) -> list[TimelineEntry]:
+    with session_for(settings.database_url) as session:
+        rows = session.exec(select(Conversion).where(Conversion.customer_id == customer_id)).all()
+    return [
+        TimelineEntry(
+            at=_local(row.purchased_at, tz),
+            journey=row.journey_id,
+            kind="conversion",
+            stage=row.stage,
+            template=row.template,
+            detail=f"+{row.amount:.2f} {settings.currency}",
         )
         for row in rows
     ]

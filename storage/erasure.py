@@ -1,7 +1,8 @@
 """GDPR erasure in the database: what is deleted, and what stays because it holds no person.
 
 Deleted: the profile (contact data, consents, attributes), the customer's events with
-their properties, the consent history. Kept: the message ledger, whose rows are ids,
+their properties, the conversions made of their purchases (so a `cyklo report --rebuild`
+finds what the report showed), the consent history. Kept: the message ledger, whose rows are ids,
 templates and statuses (what was sent when, for the shop's accounts and the frequency
 cap of nobody), with provider error texts, which can quote an address, blanked; and the
 stage entries, ids and stage names that the shop's stage flows count.
@@ -15,7 +16,7 @@ from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from storage import consents
-from storage.models import Customer, Event, Message, utcnow
+from storage.models import Conversion, Customer, Event, Message, utcnow
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ def erase_customer(session: Session, customer_id: str) -> ErasedRows:
         select(func.count()).select_from(Event).where(col(Event.customer_id) == customer_id)
     ).one()
     session.execute(delete(Event).where(col(Event.customer_id) == customer_id))
+    session.execute(delete(Conversion).where(col(Conversion.customer_id) == customer_id))
     consent_records = consents.erase(session, customer_id)
     if customer is not None:
         session.delete(customer)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -91,6 +91,10 @@ class Message(SQLModel, table=True):
     attempts: int = 0
     scheduled_at: datetime = _timestamp(index=True)
     """Journey time of the send (simulated time in a simulation): what the cap counts by."""
+    conversion_window_seconds: int | None = None
+    """How long after the send a purchase converts it, as the published step (or its journey)
+    said when it was sent; None: never credited (transactional, test, or no window). Kept on
+    the row so attribution can be rebuilt from the ledger without the definitions."""
     created_at: datetime = _timestamp(default_factory=utcnow)
     updated_at: datetime = _timestamp(default_factory=utcnow)
 
@@ -106,6 +110,32 @@ class Event(SQLModel, table=True):
     occurred_at: datetime = _timestamp()
     received_at: datetime = _timestamp(default_factory=utcnow)
     properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Conversion(SQLModel, table=True):
+    """A purchase credited to the message that converted it (storage.conversions: last touch).
+    One row per purchase at most; the message's journey, step and time are copied so the
+    reports group and filter conversions without reading the ledger again."""
+
+    __tablename__ = "conversions"
+    __table_args__ = (Index("ix_conversions_journey_sent", "journey_id", "sent_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True, max_length=200)
+    """The purchase (events.event_id): unique, so a purchase converts one message."""
+    message_id: int = Field(index=True)
+    customer_id: str = Field(index=True, max_length=128)
+    journey_id: str = Field(max_length=100)
+    stage: str = Field(max_length=100)
+    step: str = Field(max_length=300)
+    template: str = Field(max_length=100)
+    amount: float
+    """The purchase's `amount`, in the shop currency (CYKLO_CURRENCY)."""
+    window_seconds: int
+    sent_at: datetime = _timestamp()
+    """The message's scheduled_at: reports take a period by the send, as the funnel does."""
+    purchased_at: datetime = _timestamp()
+    credited_at: datetime = _timestamp(default_factory=utcnow)
 
 
 class StageEntry(SQLModel, table=True):

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.interface import JourneyEvent, JourneyInput, JourneyResult
+# Passed through as workflows/journey.py passes them: a copy of the interface re-imported in
+# the sandbox would be another class than the one the journey machine builds its requests of.
+with workflow.unsafe.imports_passed_through():
+    from workflows.interface import JourneyEvent, JourneyInput, JourneyResult
 from workflows.journey import JourneyWorkflow
 
 

@@ -123,3 +123,25 @@ def test_profile_lists_functions_by_own_and_total_samples(tmp_path: Path) -> Non
     assert top["self"][0] == {"function": "send_email (activities/email.py)", "percent": 75.0}
     assert top["total"][0] == {"function": "send_message (activities/send.py)", "percent": 100.0}
     assert all("threading.py" not in entry["function"] for entry in top["total"])
+
+
+def test_small_run_of_the_report_benchmark_counts_what_it_filled(postgres_url: str) -> None:
+    """The at-scale journey report (bench/reports_at_scale.py) at a toy size: its figures are
+    the ledger's and the conversions', counted here another way."""
+    import psycopg
+
+    from bench.reports_at_scale import measure
+
+    results = measure(postgres_url, messages=3000, purchases=600, customers=300, runs=1)
+
+    with psycopg.connect(postgres_url) as connection:
+        sent = connection.execute(
+            "SELECT count(*) FROM messages WHERE NOT test"
+            " AND status IN ('sent', 'delivered', 'opened', 'clicked', 'bounced')"
+        ).fetchone()
+        credited, revenue = connection.execute(
+            "SELECT count(*), sum(amount) FROM conversions"
+        ).fetchone() or (0, 0)
+    assert results["journey_report"]["year"]["sent"] == (sent or (0,))[0]
+    assert results["journey_report"]["year"]["converted"] == credited == results["conversions"] > 0
+    assert results["journey_report"]["year"]["revenue"] == round(revenue, 2)

@@ -347,6 +347,7 @@ def test_a_retried_assignment_is_recorded_once_and_answers_the_recorded_arm(data
         split="subject_test",
         arms=["welcome_arm", "nudge_arm"],
         winner=None,
+        window=timedelta(days=7),
         hashed_arm="nudge_arm",
         at=START,
     )

@@ -108,4 +108,4 @@ async def test_a_small_unguarded_change_is_caught_by_the_replay_check() -> None:
 
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
 
-    assert result.replay_failure is not None
+    assert isinstance(result.replay_failure, workflow.NondeterminismError), result.replay_failure

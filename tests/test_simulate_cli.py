@@ -48,6 +48,11 @@ def test_simulate_prints_a_readable_timeline() -> None:
     assert "→ stage prospect" in result.stdout
     assert "✓ email welcome" in result.stdout
     assert "cart_reminder" not in result.stdout, "only the journey asked for is simulated"
+    # The first order came within welcome's 3 days: credited to it, and the funnel says so.
+    assert "lifecycle       converted: welcome +250.00 PLN" in result.stdout
+    funnel = result.stdout.split("journey lifecycle (all time", 1)[1]
+    welcome = next(line for line in funnel.splitlines() if line.startswith("prospect email welcome"))
+    assert welcome.split()[3:10] == ["1", "0", "0", "0", "0", "1", "100.0%"]
 
 
 def test_bad_scenario_names_file_line_and_field_without_traceback(tmp_path: Path) -> None:

@@ -248,6 +248,8 @@ class ArmRequest(BaseModel):
     arms: list[str]
     winner: WinnerRule | None
     """The split's rule; its flows stay out of history."""
+    window: timedelta
+    """The split's conversion window (definition.model.split_window), for the winner rule."""
     hashed_arm: str | None
     """The sticky hash's arm (None: the holdout): the answer unless a winner was decided."""
     at: datetime

@@ -17,7 +17,7 @@ from definition.adoption import adopted_by_running_customers, stage_in
 from definition.conditions import ConditionError, evaluate
 from definition.durations import format_duration
 from definition.events import Meaning, invalid_declared, meaning
-from definition.model import REMOVED_STAGE_EXITS, Journey, Transition
+from definition.model import REMOVED_STAGE_EXITS, Journey, Transition, split_window
 from definition.program import (
     Branch,
     CompiledJourney,
@@ -501,6 +501,7 @@ class Machine:
             split=spec.name,
             arms=[arm.name for arm in spec.arms],
             winner=spec.winner,
+            window=split_window(self.definition, spec),
             hashed_arm=hashed,
             at=now,
         )

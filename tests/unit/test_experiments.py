@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import pytest
 
@@ -55,6 +56,17 @@ def test_a_split_asks_for_the_arm_once_with_the_hash_and_the_rule_and_keeps_the_
     assert request.arms == ["a", "b"] and request.hashed_arm == hashed and request.at == drive.now
     assert request.winner is not None and request.winner.min_customers == 3
     assert drive.state.experiments == {"subject": hashed}
+
+
+def test_the_window_is_the_rules_else_the_journeys_conversion_window_else_seven_days() -> None:
+    without_window = {**SPLIT, "winner": {"min_customers": 3}}
+    windows = []
+    for split, fields in ((SPLIT, {}), (without_window, {"conversion_window": "5d"}), (without_window, {})):
+        drive = Drive(one_stage([{"split": split}], **fields), customer_id="c-7")
+        drive.event("signed_up")
+        windows.append(drive.assignments[0].window)
+
+    assert windows == [timedelta(days=3), timedelta(days=5), timedelta(days=7)]
 
 
 def test_the_winner_answered_by_the_activity_overrides_the_hash() -> None:

@@ -1,7 +1,7 @@
 """experiment assignments and winners
 
 Revision ID: 0007_experiments
-Revises: 0005_stage_entries
+Revises: 0006_conversions
 Create Date: 2026-12-02 19:50:00
 
 Every split assignment, recorded by the journey when a customer first reaches the split, and
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_experiments"
-down_revision = "0005_stage_entries"
+down_revision = "0006_conversions"
 branch_labels = None
 depends_on = None
 
