@@ -12,7 +12,8 @@ Words as the report uses them:
   `conversion_rate` = converted / sent; `revenue_per_sent` = revenue / sent.
 - `unsubscribed`: a List-Unsubscribe or spam report (SendGrid) or an SMS STOP, credited to
   the message by the same last-touch rule and window as a purchase.
-- not sent: `suppressed` (no consent or a suppression), `capped` (frequency cap), `failed`
+- not sent: `suppressed` (no consent or a suppression), `capped` (frequency cap), `held_out`
+  (the customer is in the global control group, CYKLO_GLOBAL_HOLDOUT_PERCENT), `failed`
   by kind (the reason's text before its first colon), `outcome_unknown`, `in_flight`.
   Quiet hours leave no trace in the ledger: a message they held is recorded once, when it
   goes out (its `scheduled_at` is then the end of the quiet hours), so the report cannot
@@ -103,6 +104,7 @@ class StepFunnel(BaseModel):
     unsubscribed: int = 0
     suppressed: int = 0
     capped: int = 0
+    held_out: int = 0
     failed: dict[str, int] = {}
     """By kind: `template error`, `provider unavailable`, a provider's code, …"""
     outcome_unknown: int = 0
@@ -360,6 +362,8 @@ def _count_status(funnel: StepFunnel, status: MessageStatus, count: int) -> None
         funnel.suppressed += count
     if status is MessageStatus.CAPPED:
         funnel.capped += count
+    if status is MessageStatus.HELD_OUT:
+        funnel.held_out += count
     if status.in_flight:
         funnel.in_flight += count
 
@@ -408,6 +412,7 @@ COLUMNS = (
     "unsubscribed",
     "suppressed",
     "capped",
+    "held_out",
     "failed",
     "outcome_unknown",
     "in_flight",
@@ -480,7 +485,7 @@ def as_text(funnel: JourneyFunnel) -> str:
 
 
 def _not_sent(step: StepFunnel) -> str:
-    parts = [(step.suppressed, "suppressed"), (step.capped, "capped")]
+    parts = [(step.suppressed, "suppressed"), (step.capped, "capped"), (step.held_out, "held out")]
     parts += [(count, f"failed: {kind}") for kind, count in sorted(step.failed.items())]
     parts += [(step.outcome_unknown, OUTCOME_UNKNOWN), (step.in_flight, "in flight")]
     return ", ".join(f"{count} {what}" for count, what in parts if count)

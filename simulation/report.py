@@ -9,7 +9,7 @@ from reports.funnel import JourneyFunnel
 from reports.funnel import as_text as funnel_text
 from simulation.runner import TimelineEntry
 
-STATUS_MARK = {"sent": "✓", "suppressed": "∅", "capped": "⊘", "failed": "✗"}
+STATUS_MARK = {"sent": "✓", "suppressed": "∅", "capped": "⊘", "held_out": "○", "failed": "✗"}
 
 
 def as_json(timeline: list[TimelineEntry]) -> str:

@@ -25,6 +25,7 @@ from definition.model import SplitSpec
 from definition.program import assign_arm
 from payload_encryption import new_payload_key
 from reports.experiments import ArmResult, ExperimentsReport, experiments_report
+from reports.funnel import Period, journey_funnel
 from settings import Settings, get_settings
 from simulation.runner import simulate
 from storage.database import migrate, session_for
@@ -321,6 +322,10 @@ async def test_the_global_control_group_gets_no_marketing_message_and_measures_t
     with session_for(database_url) as session:
         # No `until`: the profiles were created today, the simulated purchases are in March.
         report = experiments_report(session, since=START, holdout_percent=50)
+        funnel = journey_funnel(session, "programme", Period(), "PLN")
+    welcome, thank_you = funnel.steps
+    assert (welcome.template, welcome.sent, welcome.held_out) == ("welcome", 3, 2)
+    assert (thank_you.template, thank_you.sent, thank_you.held_out) == ("thank_you", 5, 0)
     programme = report.programme
     assert programme is not None
     assert (programme.control.customers, programme.control.buyers, programme.control.revenue) == (2, 1, 40.0)
