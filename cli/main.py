@@ -15,6 +15,7 @@ from cli.preview import preview
 from cli.publish import diff, publish, rollback, versions
 from cli.reconcile import reconcile
 from cli.report import report
+from cli.report_lifecycle import report_lifecycle
 from cli.send_test import send_test
 from cli.simulate import simulate
 from cli.validate import validate
@@ -49,6 +50,7 @@ for _command in (
     report,
     faults,
     bench_reports,
+    report_lifecycle,
 ):
     app.command()(guarded(_command))
 customer_app.command("put")(guarded(put_customer))
