@@ -7,15 +7,18 @@ import asyncio
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
 
 from api import errors
 from api.dependencies import ClientDep, SettingsDep, requires
-from api.models import API_KEY
+from api.errors import FieldError
+from api.models import API_KEY, TimeQuery
 from definition.model import Journey
 from reports.lifecycle import (
     Granularity,
     LifecycleReport,
+    PeriodProblem,
     StagesNow,
     lifecycle_report,
     period,
@@ -29,24 +32,24 @@ from visibility import stage_census
 router = APIRouter(
     tags=["reports"],
     dependencies=[API_KEY, Depends(requires("reports"))],
-    responses=errors.responses(401, 403, 422),
+    responses=errors.responses(401, 403, 422, 503),
 )
 
 
-@router.get("/v1/reports/lifecycle")
+@router.get("/v1/reports/lifecycle", response_model=LifecycleReport)
 async def lifecycle(
     client: ClientDep,
     settings: SettingsDep,
-    since: Annotated[datetime | None, Query(description="start of the period (default: a year before until)")] = None,
-    until: Annotated[datetime | None, Query(description="end of the period, not included (default: now)")] = None,
+    since: Annotated[TimeQuery, Query(description="start of the period (default: a year before until)")] = None,
+    until: Annotated[TimeQuery, Query(description="end of the period, not included (default: now)")] = None,
     granularity: Granularity = Granularity.MONTH,
-) -> LifecycleReport:
+) -> LifecycleReport | JSONResponse:
     """Customers per stage now, stage flows per week or month, retention and churn, cohorts by
     sign-up month, CLV, order value and repeat purchases, NPS and CAC."""
     try:
         start, end = period(since, until, utcnow())
-    except ValueError as problem:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(problem)) from None
+    except PeriodProblem as problem:
+        return errors.refusal(422, [FieldError(field=problem.field, message=problem.message)])
     journeys = await asyncio.to_thread(_published, settings)
     now = await stage_census(settings, journeys, client)
     return await asyncio.to_thread(_report, settings, start, end, granularity, now)

@@ -215,14 +215,21 @@ def lifecycle_report(
 
 def period(since: datetime | None, until: datetime | None, now: datetime) -> tuple[datetime, datetime]:
     """The period asked for, with the defaults filled in; naive times are taken as UTC."""
-    for moment in (since, until):
+    for field, moment in (("since", since), ("until", until)):
         if moment is not None and not EARLIEST_EVENT <= _aware(moment) <= LATEST_EVENT:
-            raise ValueError(f"a time between {EARLIEST_EVENT.year} and {LATEST_EVENT.year}")
+            raise PeriodProblem(field, f"a time between {EARLIEST_EVENT.year} and {LATEST_EVENT.year}")
     end = _aware(until) if until is not None else now
     start = _aware(since) if since is not None else end - DEFAULT_PERIOD
     if start >= end:
-        raise ValueError(f"since ({start:%Y-%m-%d %H:%M}) must be before until ({end:%Y-%m-%d %H:%M})")
+        raise PeriodProblem("until", f"must be after since ({start:%Y-%m-%d %H:%M}); got {end:%Y-%m-%d %H:%M}")
     return start, end
+
+
+class PeriodProblem(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 def _aware(moment: datetime) -> datetime:

@@ -30,7 +30,7 @@ def openapi() -> dict[str, Any]:
 @pytest.fixture
 async def api(world: World) -> AsyncIterator[httpx.AsyncClient]:
     settings = world.settings.model_copy(
-        update={"journeys_dir": JOURNEYS, "api_keys": f"{KEY}=events,support:read,support:write"}
+        update={"journeys_dir": JOURNEYS, "api_keys": f"{KEY}=events,support:read,support:write,reports"}
     )
     app = create_app(settings, client=world.env.client)
     async with app.router.lifespan_context(app):

@@ -308,7 +308,10 @@ async def test_the_api_counts_customers_per_stage_now_and_refuses_a_score_of_ele
     assert missing.status_code == 422 and refusals(missing) == [("properties.score", "required for review_submitted events")]
     assert taken.status_code == 202
     assert (await api.http.get("/v1/reports/lifecycle", headers=AS_SHOP)).status_code == 403
-    assert (await api.http.get("/v1/reports/lifecycle?since=0001-01-01T00:00:00", headers=AS_MARKETER)).status_code == 422
+    backwards = await api.http.get("/v1/reports/lifecycle?since=2026-03-01T00:00:00Z&until=2026-02-01T00:00:00Z", headers=AS_MARKETER)
+    assert backwards.status_code == 422 and [error["field"] for error in backwards.json()["detail"]] == ["until"]
+    unix_seconds = await api.http.get("/v1/reports/lifecycle?until=0.5", headers=AS_MARKETER)
+    assert unix_seconds.status_code == 422 and [error["field"] for error in unix_seconds.json()["detail"]] == ["until"]
 
     async def lifecycle_now() -> dict[str, Any]:
         answer = await api.http.get("/v1/reports/lifecycle", headers=AS_MARKETER)
