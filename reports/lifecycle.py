@@ -546,9 +546,11 @@ def _text(report: LifecycleReport) -> Iterable[str]:
     yield "Cohorts by sign-up month: share who bought in month 0, 1, 2, …"
     if not report.cohorts:
         yield "  no sign-ups in the period"
+    else:
+        months = max(len(cohort.shares) for cohort in report.cohorts)
+        yield f"  {'cohort':<7}  {'size':>6}" + "".join(f"{f'm{offset}':>8}" for offset in range(months))
     for cohort in report.cohorts:
-        shares = " ".join(f"{share:>6.1%}" for share in cohort.shares)
-        yield f"  {cohort.month}  {cohort.customers:>6}  {shares}"
+        yield f"  {cohort.month}  {cohort.customers:>6}" + "".join(f"{share:>8.1%}" for share in cohort.shares)
     yield ""
     yield "Customer lifetime value (revenue per customer)"
     yield f"  to date, all cohorts: {_money(report.clv_to_date, money)}"

@@ -249,7 +249,9 @@ def test_the_cli_prints_the_tables_json_and_csv(tmp_path: Path, monkeypatch: pyt
     lines = text.stdout.splitlines()
     assert "  unknown (Temporal at 127.0.0.1:1: no connection)" in lines
     assert "  lifecycle   base      3  retained      2 (66.7%)  churned      1 (33.3%)" in lines
-    assert "  2026-03       3   33.3%  33.3%  33.3%" in lines
+    assert "  cohort     size      m0      m1      m2" in lines
+    assert "  2026-03       3   33.3%   33.3%   33.3%" in lines
+    assert "  2026-04       1  100.0%  100.0%" in lines
     assert "  average order value       80.00 PLN" in lines
     assert "  median time to 2nd order  23.0 days (3 second orders)" in lines
     assert "NPS +14.3: 7 answers, 3 promoters, 2 passives, 2 detractors" in lines
