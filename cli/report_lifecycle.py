@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -11,28 +10,21 @@ import typer
 from settings import get_settings
 
 
-def _moment(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not a date or time: use 2026-03-01 or 2026-03-01T12:00+01:00", param_hint=option
-        ) from None
-
-
 def report_lifecycle(
     since: Annotated[
-        str | None, typer.Option(help="Start of the period, a date or ISO time in UTC unless it says (default: a year before --until).")
+        str | None, typer.Option(help="From this day (UTC) or ISO time, e.g. 2026-03-01 (default: a year before --until).")
     ] = None,
-    until: Annotated[str | None, typer.Option(help="End of the period, not included (default: now).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Up to this day (included) or before this ISO time (default: now).")
+    ] = None,
     weekly: Annotated[bool, typer.Option("--weekly", help="Stage flows per ISO week instead of per month.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="The report as JSON (as the API serves it).")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="The report as CSV: section, journey, bucket, name, value.")] = False,
 ) -> None:
     """Lifecycle KPIs: customers per stage now (from Temporal), stage flows, retention and
     churn, cohorts by sign-up month, CLV, average order value, repeat purchases, NPS and CAC."""
+    from cli.report import _when
+    from reports.funnel import Period
     from reports.lifecycle import Granularity, lifecycle_report, period, published_versions
     from storage.database import migrate, session_for
     from storage.models import utcnow
@@ -41,7 +33,9 @@ def report_lifecycle(
     if as_json and as_csv:
         raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
     try:
-        start, end = period(_moment(since, "--since"), _moment(until, "--until"), utcnow())
+        # Days as `cyklo report` reads them: an --until day is included whole.
+        asked = Period.of(_when(since, "--since"), _when(until, "--until"))
+        start, end = period(asked.since, asked.until, utcnow())
     except ValueError as problem:
         raise typer.BadParameter(str(problem), param_hint="--since/--until") from None
     settings = get_settings()

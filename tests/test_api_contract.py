@@ -65,7 +65,7 @@ def test_every_refusal_is_declared_with_the_one_error_shape(openapi: dict[str, A
         if operation.get("security")
     ]
 
-    assert len(keyed) == 8
+    assert len(keyed) == 9
     for path, method, operation in keyed:
         codes = set(operation["responses"])
         assert {"401", "403", "422", "503"} <= codes, (method, path)

@@ -238,7 +238,7 @@ def test_the_cli_prints_the_tables_json_and_csv(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
     get_settings.cache_clear()
     assert cyklo("publish", str(JOURNEYS)).exit_code == 0
-    period = ["--since", "2026-03-01", "--until", "2026-06-01"]
+    period = ["--since", "2026-03-01", "--until", "2026-05-31"]  # May 31 included, as in `cyklo report`
 
     text = cyklo("report-lifecycle", *period)
     as_json = cyklo("report-lifecycle", *period, "--json")
