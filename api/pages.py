@@ -28,10 +28,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from activities.previews import JourneyMessage, LocalePreview, journey_previews
 from api.auth import KEY_IN_URL_REFUSED, has_key_in_url
-from api.dependencies import JourneysDep, SessionsDep, SettingsDep, settings_of
+from api.dependencies import ClientDep, JourneysDep, SessionsDep, SettingsDep, settings_of
 from api.models import CustomerRecord
 from api.records import customer_record
 from api.report_charts import report_charts
+from api.reports_lifecycle import lifecycle_of
 from api.sessions import (
     COOKIE_PATH,
     SESSION_COOKIE,
@@ -45,9 +46,12 @@ from definition import templates
 from definition.durations import format_duration
 from definition.model import Journey
 from reports.funnel import Period
+from reports.lifecycle import Granularity, PeriodProblem
+from reports.lifecycle import period as lifecycle_period
 from settings import Settings
 from storage import journey_versions
 from storage.database import session_for
+from storage.models import utcnow
 from workflows.interface import JourneyView, SupportKind
 
 SIGN_IN_PATH = "/support/login"
@@ -224,12 +228,18 @@ async def reports_elsewhere() -> Response:
 async def reports_page(
     session: Annotated[SupportSession, Depends(_may_read_reports)],
     settings: SettingsDep,
+    client: ClientDep,
     since: date | None = None,
     until: date | None = None,
 ) -> Response:
     """What each journey and step earns, as charts drawn on the server (reports/charts.py)."""
     period = Period.of(since, until)
-    sections = await asyncio.to_thread(report_charts, settings, period)
+    try:
+        start, end = lifecycle_period(period.since, period.until, utcnow())
+    except PeriodProblem as problem:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{problem.field}: {problem.message}") from None
+    lifecycle = await lifecycle_of(settings, client, start, end, Granularity.MONTH)
+    sections = await asyncio.to_thread(report_charts, settings, period, lifecycle)
     return _page(
         "reports.html",
         sections=sections,

@@ -338,8 +338,9 @@ async def test_the_report_page_draws_what_each_step_earned(stack: Stack, tmp_pat
         await page.fill("#key", KEY)
         await page.locator("button", has_text="Sign in").click()
         await page.wait_for_url(f"{stack.api_url}/support/reports")
-        journey = page.locator("section.report", has_text="Journey lifecycle")
+        journey = page.locator("#journey-lifecycle")
         text = await journey.inner_text()
+        lifecycle = await page.locator("#lifecycle").inner_text()
         await page.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "reports.png"), full_page=True)
         await browser.close()
 
@@ -348,3 +349,6 @@ async def test_the_report_page_draws_what_each_step_earned(stack: Stack, tmp_pat
     assert "prospect · welcome (email)" in text
     assert "1 sent · 1 converted (100.0%) · 250.00 PLN" in text
     assert "new · thank_you (email)" in text
+    assert "1 orders by 1 customers · revenue 250.00 PLN · average order 250.00 PLN" in lifecycle
+    assert "lifecycle · new" in lifecycle, "customers per stage now, from visibility"
+    assert "m0" in lifecycle and "100%" in lifecycle, "the cohort that signed up this month bought in it"
