@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from api.support import visibility_literal
 from definition.model import Journey
+from reports.lifecycle import StagesNow
 from settings import Settings
 
 TIMEOUT_SECONDS = 5.0
@@ -28,6 +29,13 @@ class Census:
         """Running but in none of the counts: started before workflows recorded their version,
         or not in a stage yet."""
         return self.running - sum(self.by_version_and_stage.values())
+
+    def by_stage(self) -> dict[str, int]:
+        """Running customers per stage, whatever their version."""
+        counts: dict[str, int] = {}
+        for (_, stage), count in sorted(self.by_version_and_stage.items()):
+            counts[stage] = counts.get(stage, 0) + count
+        return counts
 
     def on_version(self, version: int) -> int:
         return sum(count for (counted, _), count in self.by_version_and_stage.items() if counted == version)
@@ -50,14 +58,42 @@ async def census(client: Client, journey_id: str, versions: dict[int, Journey]) 
 
 async def census_or_reason(settings: Settings, journey_id: str, versions: dict[int, Journey]) -> Census | str:
     """The census, or why there is none (Temporal down or slow): commands print the reason and go on."""
+    found = await censuses_or_reason(settings, {journey_id: versions})
+    return found if isinstance(found, str) else found[journey_id]
+
+
+async def censuses_or_reason(
+    settings: Settings, journeys: dict[str, dict[int, Journey]], client: Client | None = None
+) -> dict[str, Census] | str:
+    """The census of each journey (id → its published versions), or why there is none; on
+    `client` when the caller has one (the API), else on a connection of its own."""
     from connection import connect
 
     try:
-        client = await asyncio.wait_for(connect(settings, payloads=False), TIMEOUT_SECONDS)
-        return await asyncio.wait_for(census(client, journey_id, versions), TIMEOUT_SECONDS * 4)
+        if client is None:
+            client = await asyncio.wait_for(connect(settings, payloads=False), TIMEOUT_SECONDS)
+        return {
+            journey_id: await asyncio.wait_for(census(client, journey_id, versions), TIMEOUT_SECONDS * 4)
+            for journey_id, versions in journeys.items()
+        }
     except (TimeoutError, OSError) as problem:
         return f"Temporal at {settings.temporal_address} did not answer: {problem or 'timed out'}"
     except Exception as problem:  # noqa: BLE001 - the rest of the command is worth printing without counts
         # temporalio says a refused connection with a RuntimeError and the transport's dump.
         reason = "no connection" if "Failed client connect" in str(problem) else str(problem)
         return f"Temporal at {settings.temporal_address}: {reason}"
+
+
+async def stage_census(
+    settings: Settings, journeys: dict[str, dict[int, Journey]], client: Client | None = None
+) -> list[StagesNow] | str:
+    """Running customers per stage of every journey, for the lifecycle report, or why unknown."""
+    if not journeys:
+        return []  # nothing published, nothing running: no need to ask Temporal
+    found = await censuses_or_reason(settings, journeys, client)
+    if isinstance(found, str):
+        return found
+    return [
+        StagesNow(journey_id=journey_id, running=counted.running, by_stage=counted.by_stage(), unplaced=counted.unplaced)
+        for journey_id, counted in sorted(found.items())
+    ]

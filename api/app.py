@@ -24,7 +24,16 @@ from sqlmodel import select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import errors, pages, privacy, reports_experiments, reports_journeys, support, webhooks
+from api import (
+    errors,
+    pages,
+    privacy,
+    reports_experiments,
+    reports_journeys,
+    reports_lifecycle,
+    support,
+    webhooks,
+)
 from api.auth import parse_keys
 from api.bodies import EventItems, ProfileUpdateBody, invalid
 from api.bounded_json import BoundedJsonRoute
@@ -112,6 +121,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(reports_journeys.router)
     app.include_router(reports_experiments.router)
+    app.include_router(reports_lifecycle.router)
 
     @app.get("/health", tags=["health"])
     async def health() -> Health:

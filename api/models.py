@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query, Security
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation
 from pydantic.json_schema import SkipJsonSchema
 
 from api.errors import NO_CONTROL_CHARACTERS, FieldError
@@ -39,6 +40,19 @@ id is never an email address the validator adds."""
 JourneyIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
 StageQuery = Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
 LimitQuery = Annotated[int, Query(ge=1, le=1000, description="at most this many")]
+RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+def _rfc3339(value: Any) -> Any:
+    # pydantic would also take `0.5` or `1700000000` as a time (Unix seconds): a report's
+    # period is a time with its offset, as the schema's `date-time` says.
+    if not isinstance(value, str) or not RFC3339.fullmatch(value):
+        raise ValueError("a date-time with its offset, e.g. 2026-03-01T00:00:00Z")
+    return value
+
+
+TimeQuery = Annotated[datetime | None, BeforeValidator(lambda value: None if value is None else _rfc3339(value))]
+"""A moment in a query (a report's since/until): RFC 3339 only."""
 
 
 ProfileIdPath = CustomerIdPath

@@ -15,7 +15,7 @@ import asyncio
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -28,9 +28,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from activities.previews import JourneyMessage, LocalePreview, journey_previews
 from api.auth import KEY_IN_URL_REFUSED, has_key_in_url
-from api.dependencies import JourneysDep, SessionsDep, SettingsDep, settings_of
+from api.dependencies import ClientDep, JourneysDep, SessionsDep, SettingsDep, settings_of
 from api.models import CustomerRecord
 from api.records import customer_record
+from api.report_charts import report_charts
+from api.reports_lifecycle import lifecycle_of
 from api.sessions import (
     COOKIE_PATH,
     SESSION_COOKIE,
@@ -43,13 +45,19 @@ from api.support import ActionRequest, run_action
 from definition import templates
 from definition.durations import format_duration
 from definition.model import Journey
+from reports.funnel import Period
+from reports.lifecycle import Granularity, PeriodProblem
+from reports.lifecycle import period as lifecycle_period
 from settings import Settings
 from storage import journey_versions
 from storage.database import session_for
+from storage.models import utcnow
 from workflows.interface import JourneyView, SupportKind
 
 SIGN_IN_PATH = "/support/login"
 PREVIEW_PATH = "/support/preview"
+REPORTS_PATH = "/support/reports"
+"""Under /support, where the session cookie goes: `/reports` leads here."""
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -74,6 +82,7 @@ FORGED_FORM = (
 # as customer_path and preview_path make it: nothing that could lead elsewhere (`//host`, `\`,
 # a scheme) or smuggle a query or fragment.
 _RETURN_PATH = re.compile(r"/support(?:/preview)?(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+)?")
+# (`/support/reports` is of that shape too: a customer whose id is `reports` has no page.)
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "pages"), autoescape=select_autoescape(["html"])
@@ -199,6 +208,46 @@ async def find_customer(session: SignedIn, settings: SettingsDep, customer: str 
     journeys = await asyncio.to_thread(_published_ids, settings)
     previews = [(journey_id, preview_path(journey_id)) for journey_id in journeys]
     return _page("index.html", previews=previews, caller=session.caller.label, csrf=session.csrf_token)
+
+
+def _may_read_reports(request: Request, sessions: SessionsDep) -> SupportSession:
+    session = sessions.resume(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        raise SignInRequired(REPORTS_PATH)
+    if not session.may("reports"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this key lacks the scope 'reports'")
+    return session
+
+
+@router.get("/reports")
+async def reports_elsewhere() -> Response:
+    return RedirectResponse(REPORTS_PATH, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+
+
+@router.get(REPORTS_PATH, response_class=HTMLResponse)
+async def reports_page(
+    session: Annotated[SupportSession, Depends(_may_read_reports)],
+    settings: SettingsDep,
+    client: ClientDep,
+    since: date | None = None,
+    until: date | None = None,
+) -> Response:
+    """What each journey and step earns, as charts drawn on the server (reports/charts.py)."""
+    period = Period.of(since, until)
+    try:
+        start, end = lifecycle_period(period.since, period.until, utcnow())
+    except PeriodProblem as problem:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{problem.field}: {problem.message}") from None
+    lifecycle = await lifecycle_of(settings, client, start, end, Granularity.MONTH)
+    sections = await asyncio.to_thread(report_charts, settings, period, lifecycle)
+    return _page(
+        "reports.html",
+        sections=sections,
+        since=since,
+        until=until,
+        caller=session.caller.label,
+        csrf=session.csrf_token,
+    )
 
 
 @router.get(PREVIEW_PATH + "/{journey_id}", response_class=HTMLResponse)

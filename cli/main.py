@@ -16,6 +16,7 @@ from cli.publish import diff, publish, rollback, versions
 from cli.reconcile import reconcile
 from cli.report import report
 from cli.report_experiments import report_experiments
+from cli.report_lifecycle import report_lifecycle
 from cli.send_test import send_test
 from cli.simulate import simulate
 from cli.validate import validate
@@ -51,6 +52,7 @@ for _command in (
     report_experiments,
     faults,
     bench_reports,
+    report_lifecycle,
 ):
     app.command()(guarded(_command))
 customer_app.command("put")(guarded(put_customer))

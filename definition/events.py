@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, assert_never
 
@@ -27,6 +28,7 @@ class EventType(StrEnum):
     CART_ABANDONED = "cart_abandoned"
     EMAIL_OPENED = "email_opened"
     EMAIL_CLICKED = "email_clicked"
+    REVIEW_SUBMITTED = "review_submitted"
 
 
 class Meaning(StrEnum):
@@ -49,6 +51,11 @@ MEANINGS: Mapping[str, Meaning] = {
 def meaning(event_type: str) -> Meaning | None:
     return MEANINGS.get(event_type)
 
+
+EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_EVENT = datetime(2200, 1, 1, tzinfo=UTC)
+"""Beyond these a time is a bug in the sender (or the asker of a report), and near
+datetime's own limits a time zone shift would overflow."""
 
 DELIVERY_EVENT_PREFIX = "email_"
 """Delivery webhooks become `email_delivered`, `email_opened`, `email_bounced`, ... events."""
@@ -77,7 +84,11 @@ class PropertySpec:
 
 
 DECLARED: Mapping[str, Mapping[str, PropertySpec]] = {
-    EventType.SIGNED_UP: {},
+    EventType.SIGNED_UP: {
+        # What the shop paid to win this customer (ads, vouchers), in the shop currency: the
+        # lifecycle report's CAC is its total over the customers acquired in a period.
+        "acquisition_cost": PropertySpec(ValueKind.NUMBER),
+    },
     EventType.PURCHASE: {
         "order_id": PropertySpec(ValueKind.ID),
         # Order value drives points and the VIP threshold: a purchase must state it.
@@ -88,6 +99,10 @@ DECLARED: Mapping[str, Mapping[str, PropertySpec]] = {
         "cart_id": PropertySpec(ValueKind.ID),
         "value": PropertySpec(ValueKind.NUMBER),
         "items_count": PropertySpec(ValueKind.COUNT, maximum=10_000),
+    },
+    # The answer to "how likely are you to recommend us?" (review_request): NPS counts it.
+    EventType.REVIEW_SUBMITTED: {
+        "score": PropertySpec(ValueKind.COUNT, required=True, maximum=10),
     },
 }
 DELIVERY_PROPERTIES: Mapping[str, PropertySpec] = {

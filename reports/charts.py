@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH = 640
+WIDTH = 820
 ROW = 26
 LABEL = 190
 """Pixels kept for the labels left of the bars."""
+NOTE = 300
+"""Pixels kept for the notes right of the longest bar."""
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
 
@@ -49,7 +51,7 @@ def _svg(title: str, height: int, body: list[str]) -> str:
 def bar_chart(title: str, bars: Sequence[Bar]) -> str:
     """Horizontal bars scaled to the largest value: a step funnel, stage flows."""
     largest = max((bar.value for bar in bars), default=0.0) or 1.0
-    room = WIDTH - LABEL - 120
+    room = WIDTH - LABEL - NOTE
     body = []
     for index, bar in enumerate(bars):
         y = 24 + index * ROW
@@ -65,7 +67,7 @@ def bar_chart(title: str, bars: Sequence[Bar]) -> str:
 def interval_chart(title: str, intervals: Sequence[Interval]) -> str:
     """A dot per share and a whisker for its interval, on one 0..top scale: experiment arms."""
     top = max((interval.high for interval in intervals), default=0.0) or 1.0
-    room = WIDTH - LABEL - 150
+    room = WIDTH - LABEL - NOTE
 
     def x(share: float) -> float:
         return LABEL + min(max(share, 0.0), top) / top * room

@@ -26,7 +26,15 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 
-from definition.events import EventType, PropertyProblem, ValueKind, checked_properties, declared
+from definition.events import (
+    EARLIEST_EVENT,
+    LATEST_EVENT,
+    EventType,
+    PropertyProblem,
+    ValueKind,
+    checked_properties,
+    declared,
+)
 from definition.identifiers import EMAIL_ADDRESS, EventId, Identifier
 from definition.model import Journey
 from settings import Settings, get_settings
@@ -39,11 +47,6 @@ from workflows.interface import JourneyEvent, JourneyInput
 Routing = Literal["accepted", "duplicate"]
 
 log = logging.getLogger(__name__)
-
-EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST_EVENT = datetime(2200, 1, 1, tzinfo=UTC)
-"""Beyond these a time is a bug in the sender, and near datetime's own limits a time zone
-shift would overflow."""
 
 
 class IncomingEvent(BaseModel):

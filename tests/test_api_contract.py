@@ -30,7 +30,7 @@ def openapi() -> dict[str, Any]:
 @pytest.fixture
 async def api(world: World) -> AsyncIterator[httpx.AsyncClient]:
     settings = world.settings.model_copy(
-        update={"journeys_dir": JOURNEYS, "api_keys": f"{KEY}=events,support:read,support:write"}
+        update={"journeys_dir": JOURNEYS, "api_keys": f"{KEY}=events,support:read,support:write,reports"}
     )
     app = create_app(settings, client=world.env.client)
     async with app.router.lifespan_context(app):
@@ -65,7 +65,7 @@ def test_every_refusal_is_declared_with_the_one_error_shape(openapi: dict[str, A
         if operation.get("security")
     ]
 
-    assert len(keyed) == 9
+    assert len(keyed) == 10
     for path, method, operation in keyed:
         codes = set(operation["responses"])
         assert {"401", "403", "422", "503"} <= codes, (method, path)

@@ -75,7 +75,7 @@ async def stack(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIterator[Sta
         database_url=f"sqlite:///{tmp_path}/cyklo.db",
         journeys_dir=JOURNEYS,
         task_queue="end-to-end",
-        api_keys=f"{KEY}=events,support:read,support:write",
+        api_keys=f"{KEY}=events,support:read,support:write,reports",
         sendgrid_webhook_public_key=sendgrid_public_key(signing_key),
         public_url=api_url,
     )
@@ -305,3 +305,50 @@ async def test_support_page_shows_the_customer_and_an_action_clicked_takes_effec
 
     view = await stack.env.client.get_workflow_handle("journey:lifecycle:c-web").query("state")
     assert view["paused"]["by"] == "key …0001"
+
+
+SCREENSHOTS = os.environ.get("CYKLO_SCREENSHOTS")
+"""A folder to keep the report page's screenshot in (docs/ has one made this way)."""
+
+
+async def test_the_report_page_draws_what_each_step_earned(stack: Stack, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
+    from playwright.async_api import async_playwright
+
+    with Cyklo(stack.api_url, KEY) as cyklo:
+        await asyncio.to_thread(
+            cyklo.identify,
+            "c-report",
+            email="report@example.com",
+            first_name="Rita",
+            timezone=daytime_zone(datetime.now(UTC)),
+            consents={"email": True},
+        )
+        await asyncio.to_thread(cyklo.track, "c-report", "signed_up", event_id="report-1")
+        await _eventually(lambda: _equals(stack.templates("c-report"), [("welcome", "email", "delivered")]))
+        order = {"order_id": "o-report", "amount": 250.0, "category": "shoes"}
+        await asyncio.to_thread(cyklo.track, "c-report", "purchase", order, event_id="report-2")
+    await _eventually(lambda: _contains(stack.templates("c-report"), ("thank_you", "email", "delivered")))
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{stack.api_url}/reports")
+        await page.fill("#key", KEY)
+        await page.locator("button", has_text="Sign in").click()
+        await page.wait_for_url(f"{stack.api_url}/support/reports")
+        journey = page.locator("#journey-lifecycle")
+        text = await journey.inner_text()
+        lifecycle = await page.locator("#lifecycle").inner_text()
+        await page.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "reports.png"), full_page=True)
+        await browser.close()
+
+    # The welcome earned the purchase (last touch: the transactional thank-you never does).
+    assert "1 customers entered · 2 messages sent · 1 converted (50.0%) · revenue 250.00 PLN" in text
+    assert "prospect · welcome (email)" in text
+    assert "1 sent · 1 converted (100.0%) · 250.00 PLN" in text
+    assert "new · thank_you (email)" in text
+    assert "1 orders by 1 customers · revenue 250.00 PLN · average order 250.00 PLN" in lifecycle
+    assert "lifecycle · new" in lifecycle, "customers per stage now, from visibility"
+    assert "m0" in lifecycle and "100%" in lifecycle, "the cohort that signed up this month bought in it"

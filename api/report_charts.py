@@ -1,0 +1,100 @@
+"""The report page's sections: each report of reports/ read once and drawn as charts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reports.charts import Bar, bar_chart, heat_map
+from reports.funnel import Period, journeys_report
+from reports.lifecycle import LifecycleReport
+from settings import Settings
+from storage.database import session_for
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    """The section's id in the page."""
+    title: str
+    charts: list[str] = field(default_factory=list)
+    """SVG documents, safe to place in the page as they are (every text escaped)."""
+    notes: list[str] = field(default_factory=list)
+
+
+def report_charts(settings: Settings, period: Period, lifecycle: LifecycleReport) -> list[Section]:
+    with session_for(settings.database_url, read_only=True) as session:
+        journeys = journeys_report(session, None, period, settings.currency)
+    sections = []
+    for funnel in journeys.journeys:
+        rate = f"{funnel.conversion_rate:.1%}" if funnel.conversion_rate is not None else "—"
+        steps = [
+            Bar(
+                f"{step.stage} · {step.template} ({step.channel})",
+                step.sent,
+                f"{step.sent} sent · {step.converted} converted"
+                + (f" ({step.conversion_rate:.1%})" if step.conversion_rate is not None else "")
+                + f" · {step.revenue:,.2f} {funnel.currency}",
+            )
+            for step in funnel.steps
+        ]
+        entries = [Bar(stage, count) for stage, count in funnel.stage_entries.items()]
+        sections.append(
+            Section(
+                f"journey-{funnel.journey_id}",
+                f"Journey {funnel.journey_id}",
+                [bar_chart("Messages sent and what they earned, by step", steps), bar_chart("Stage entries", entries)],
+                [
+                    f"{funnel.entered} customers entered · {funnel.sent} messages sent · {funnel.converted} "
+                    f"converted ({rate}) · revenue {funnel.revenue:,.2f} {funnel.currency}"
+                ],
+            )
+        )
+    sections.append(_lifecycle(lifecycle))
+    return sections
+
+
+def _lifecycle(report: LifecycleReport) -> Section:
+    charts = []
+    notes = []
+    if report.stages_now is not None:
+        now = [
+            Bar(f"{journey.journey_id} · {stage}", count)
+            for journey in report.stages_now
+            for stage, count in journey.by_stage.items()
+        ]
+        charts.append(bar_chart("Customers in each stage now", now))
+    else:
+        notes.append(f"Customers per stage now: unknown ({report.stages_now_unavailable})")
+    flows = [
+        Bar(f"{flow.bucket} · {flow.from_stage or 'start'} → {flow.to_stage}", flow.customers)
+        for flow in report.flows
+    ]
+    charts.append(bar_chart(f"Stage flows per {report.granularity}", flows))
+    if report.cohorts:
+        months = max(len(cohort.shares) for cohort in report.cohorts)
+        charts.append(
+            heat_map(
+                "Share of each sign-up month's customers who bought, by month since sign-up",
+                [f"{cohort.month} ({cohort.customers})" for cohort in report.cohorts],
+                [f"m{index}" for index in range(months)],
+                [[*cohort.shares, *[None] * (months - len(cohort.shares))] for cohort in report.cohorts],
+            )
+        )
+    for retention in report.retention:
+        if retention.churn_rate is not None:
+            notes.append(
+                f"{retention.journey_id}: of {retention.base} customers active or VIP at the start, "
+                f"{retention.churned} became inactive (churn {retention.churn_rate:.1%})"
+            )
+    orders, nps, acquisition = report.orders, report.nps, report.acquisition
+    money = report.currency
+    notes.append(
+        f"{orders.purchases} orders by {orders.customers} customers · revenue {orders.revenue:,.2f} {money}"
+        + (f" · average order {orders.average_order_value:,.2f} {money}" if orders.average_order_value else "")
+        + (f" · repeat purchase rate {orders.repeat_purchase_rate:.1%}" if orders.repeat_purchase_rate is not None else "")
+    )
+    if report.clv_to_date is not None:
+        notes.append(f"Revenue per customer to date (CLV): {report.clv_to_date:,.2f} {money}")
+    notes.append(f"NPS {nps.score:+.0f} ({nps.responses} answers)" if nps.score is not None else "NPS: no answers yet")
+    notes.append(f"CAC {acquisition.cac:,.2f} {money}" if acquisition.cac is not None else "CAC: not available")
+    return Section("lifecycle", "Lifecycle", charts, notes)
