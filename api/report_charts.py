@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reports.charts import Bar, bar_chart, heat_map
+from reports.charts import Bar, Interval, bar_chart, heat_map, interval_chart
+from reports.experiments import ExperimentsReport, experiments_report
 from reports.funnel import Period, journeys_report
 from reports.lifecycle import LifecycleReport
 from settings import Settings
@@ -24,6 +25,9 @@ class Section:
 def report_charts(settings: Settings, period: Period, lifecycle: LifecycleReport) -> list[Section]:
     with session_for(settings.database_url, read_only=True) as session:
         journeys = journeys_report(session, None, period, settings.currency)
+        experiments = experiments_report(
+            session, since=period.since, until=period.until, holdout_percent=settings.global_holdout_percent
+        )
     sections = []
     for funnel in journeys.journeys:
         rate = f"{funnel.conversion_rate:.1%}" if funnel.conversion_rate is not None else "—"
@@ -49,8 +53,42 @@ def report_charts(settings: Settings, period: Period, lifecycle: LifecycleReport
                 ],
             )
         )
+    sections.append(_experiments(experiments, settings.currency))
     sections.append(_lifecycle(lifecycle))
     return sections
+
+
+def _experiments(report: ExperimentsReport, currency: str) -> Section:
+    charts = []
+    notes = []
+    for split in report.splits:
+        arms = [
+            Interval(
+                f"{arm.arm} ({arm.customers})",
+                arm.conversion_rate,
+                arm.conversion_interval.low,
+                arm.conversion_interval.high,
+                f"{arm.conversion_rate:.1%} ({arm.conversion_interval.low:.1%}–{arm.conversion_interval.high:.1%})"
+                + (f" · p {arm.p_value:.3f} vs {split.baseline}" if arm.p_value is not None else "")
+                + f" · {arm.revenue_per_customer:,.2f} {currency}/customer",
+            )
+            for arm in split.arms
+        ]
+        charts.append(interval_chart(f"{split.journey_id} · {split.split}: conversion within {split.window}", arms))
+        if split.winner is not None:
+            notes.append(f"{split.journey_id} · {split.split}: {split.winner.arm} won on {split.winner.decided_at:%Y-%m-%d %H:%M}")
+    programme = report.programme
+    if programme is not None:
+        interval = (
+            f" ({programme.interval.low:+,.2f} to {programme.interval.high:+,.2f})" if programme.interval else ""
+        )
+        notes.append(
+            f"The whole programme against the {programme.holdout_percent:g} % control group: "
+            f"{programme.incremental_revenue_per_customer:+,.2f} {currency} per customer{interval}"
+        )
+    if not charts and not notes:
+        notes.append("No experiment has assignments in this period.")
+    return Section("experiments", "Experiments", charts, notes)
 
 
 def _lifecycle(report: LifecycleReport) -> Section:

@@ -41,7 +41,7 @@ def report(
         with session_for(settings.database_url) as session:
             credited = conversions.rebuild(session)
         typer.echo(f"conversions rebuilt: {credited} purchases credited", err=True)
-    period = Period.of(_when(since, "--since"), _when(until, "--until"))
+    period = Period.of(day_or_time(since, "--since"), day_or_time(until, "--until"))
     with session_for(settings.database_url, read_only=True) as session:
         result = journeys_report(session, journey, period, settings.currency)
     if as_json:
@@ -52,7 +52,7 @@ def report(
         typer.echo(result.as_text())
 
 
-def _when(text: str | None, option: str) -> date | datetime | None:
+def day_or_time(text: str | None, option: str) -> date | datetime | None:
     """A day (`2026-03-31`) or an ISO time (`2026-03-31T12:00:00+02:00`)."""
     if text is None:
         return None

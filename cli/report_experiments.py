@@ -26,14 +26,14 @@ def report_experiments(
     assignment; holdout included), conversion rate with its 95 % Wilson interval, difference
     to the holdout (or the first arm) with its interval and p-value, revenue per customer.
     With CYKLO_GLOBAL_HOLDOUT_PERCENT set: the programme's incremental revenue per customer."""
-    from cli.report import _when  # the period is written as for `cyklo report`
+    from cli.report import day_or_time  # the period is written as for `cyklo report`
     from reports.experiments import experiments_report
     from reports.funnel import Period
     from storage.database import session_for
 
     if json and csv:
         raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
-    period = Period.of(_when(since, "--since"), _when(until, "--until"))
+    period = Period.of(day_or_time(since, "--since"), day_or_time(until, "--until"))
     settings = get_settings()
     database = settings.database_url.removeprefix("sqlite:///")
     if settings.database_url.startswith("sqlite:///") and not Path(database).exists():

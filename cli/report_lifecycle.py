@@ -23,7 +23,7 @@ def report_lifecycle(
 ) -> None:
     """Lifecycle KPIs: customers per stage now (from Temporal), stage flows, retention and
     churn, cohorts by sign-up month, CLV, average order value, repeat purchases, NPS and CAC."""
-    from cli.report import _when
+    from cli.report import day_or_time
     from reports.funnel import Period
     from reports.lifecycle import Granularity, lifecycle_report, period, published_versions
     from storage.database import migrate, session_for
@@ -34,7 +34,7 @@ def report_lifecycle(
         raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
     try:
         # Days as `cyklo report` reads them: an --until day is included whole.
-        asked = Period.of(_when(since, "--since"), _when(until, "--until"))
+        asked = Period.of(day_or_time(since, "--since"), day_or_time(until, "--until"))
         start, end = period(asked.since, asked.until, utcnow())
     except ValueError as problem:
         raise typer.BadParameter(str(problem), param_hint="--since/--until") from None

@@ -341,6 +341,7 @@ async def test_the_report_page_draws_what_each_step_earned(stack: Stack, tmp_pat
         journey = page.locator("#journey-lifecycle")
         text = await journey.inner_text()
         lifecycle = await page.locator("#lifecycle").inner_text()
+        experiments = await page.locator("#experiments").inner_text()
         await page.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "reports.png"), full_page=True)
         await browser.close()
 
@@ -351,4 +352,5 @@ async def test_the_report_page_draws_what_each_step_earned(stack: Stack, tmp_pat
     assert "new · thank_you (email)" in text
     assert "1 orders by 1 customers · revenue 250.00 PLN · average order 250.00 PLN" in lifecycle
     assert "lifecycle · new" in lifecycle, "customers per stage now, from visibility"
+    assert "No experiment has assignments in this period." in experiments, "the shipped journeys split nobody"
     assert "m0" in lifecycle and "100%" in lifecycle, "the cohort that signed up this month bought in it"
