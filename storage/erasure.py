@@ -5,7 +5,8 @@ their properties, the conversions made of their purchases (so a `cyklo report --
 finds what the report showed), the consent history. Kept: the message ledger, whose rows are ids,
 templates and statuses (what was sent when, for the shop's accounts and the frequency
 cap of nobody), with provider error texts, which can quote an address, blanked; and the
-stage entries, ids and stage names that the shop's stage flows count.
+stage entries and experiment assignments, ids, stage and arm names that the shop's stage
+flows and experiment counts are made of.
 """
 
 from __future__ import annotations

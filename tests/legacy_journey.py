@@ -10,6 +10,7 @@ from temporalio import workflow
 # the sandbox would be another class than the one the journey machine builds its requests of.
 with workflow.unsafe.imports_passed_through():
     from workflows.interface import JourneyEvent, JourneyInput, JourneyResult
+    from workflows.machine import ADOPT_AT_STAGE_ENTRY
 from workflows.journey import JourneyWorkflow
 
 
@@ -24,3 +25,19 @@ class JourneyBeforeTheFix(JourneyWorkflow):
 
     def _invalid_properties(self, event: JourneyEvent) -> list[str]:
         return []
+
+
+@workflow.defn(name="Journey")
+class JourneyBeforeAdoption(JourneyWorkflow):
+    """Never asks for a newer version at a stage entry: what the histories of customers who
+    were in a journey before adoption existed hold."""
+
+    @workflow.init
+    def __init__(self, input: JourneyInput) -> None:
+        super().__init__(input)
+        asks = self.machine.patched
+        self.machine.patched = lambda patch_id: not patch_id.startswith(ADOPT_AT_STAGE_ENTRY) and asks(patch_id)
+
+    @workflow.run
+    async def run(self, input: JourneyInput) -> JourneyResult:
+        return await super().run(input)

@@ -114,3 +114,51 @@ async def test_events_arriving_during_continue_as_new_are_all_kept(world: World)
 
     assert view.metrics["emails_opened"] == 20
     assert view.runs >= 2, "the burst went past events_per_run and continued as new"
+
+
+async def test_a_customer_who_was_in_the_journey_before_adoption_existed_adopts_at_the_next_entry(
+    world: World, tmp_path: Path
+) -> None:
+    """A worker of before adoption takes the sign-up; the new worker replays that history
+    (its stage entry answers no) and the next, live, stage entry adopts the newest version."""
+    from temporalio.worker import Worker
+
+    from activities.prepare import JourneyPreparation
+    from activities.send import MessageSender
+    from storage.models import StageEntry
+    from tests.legacy_journey import JourneyBeforeAdoption
+    from workflows.journey import workflow_runner
+
+    journeys = tmp_path / "journeys"
+    shutil.copytree(JOURNEYS, journeys)
+    settings = world.settings
+    publish_journeys(settings, [journeys])
+    scenario = make_scenario(SIGNED_UP, {"at": "1d", "type": "purchase", "id": "p-1", "properties": {"order_id": "o-1", "amount": 90.0}}, id="c-before")
+    world.add_customers(scenario)
+    handle = world.env.client.get_workflow_handle(workflow_id("lifecycle", "c-before"))
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        before = Worker(
+            world.env.client,
+            task_queue=settings.task_queue,
+            workflows=[JourneyBeforeAdoption],
+            workflow_runner=workflow_runner(),
+            activities=[JourneyPreparation(settings).prepare_journey, MessageSender(settings).send_message],
+            activity_executor=executor,
+            # No sticky queue to outlive it: the new worker takes the journey at once, from history.
+            max_cached_workflows=0,
+        )
+        async with before:
+            await world.router().route(scenario.incoming_at(0))
+            await world.env.sleep(timedelta(hours=1))
+        lifecycle = journeys / "lifecycle.yaml"
+        lifecycle.write_text(lifecycle.read_text().replace("      - wait: 2d\n", "      - wait: 1d\n", 1))
+        assert publish_journeys(settings, [journeys])["lifecycle"] == 2
+        async with build_worker(world.env.client, settings, executor):
+            await world.router().route(scenario.incoming_at(1))
+            await world.env.sleep(timedelta(hours=1))
+            view = await handle.query("state", result_type=JourneyView)
+
+    assert [(change.stage, change.version) for change in view.stage_history] == [("prospect", 1), ("new", 2)]
+    with session_for(settings.database_url) as session:
+        entries = session.exec(select(StageEntry).where(StageEntry.customer_id == "c-before")).all()
+    assert [(row.stage, row.entry) for row in entries] == [("new", 2)], "recorded from the first live entry"

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         Machine,
         SendMessage,
         Sleep,
+        at_point,
         invalid_properties,
     )
     from workflows.retries import SEND_RETRY
@@ -302,7 +303,8 @@ class JourneyWorkflow:
             JOURNEY_ID.value_set(self.input.journey_id),
             JOURNEY_STAGE.value_set(stage),
         ]
-        if self.state.version is not None and workflow.patched(VERSION_SEARCH_ATTRIBUTE):
+        version_too = at_point(VERSION_SEARCH_ATTRIBUTE, self.state.stage_entries)
+        if self.state.version is not None and workflow.patched(version_too):
             attributes.append(JOURNEY_VERSION.value_set(self.state.version))
         workflow.upsert_search_attributes(attributes)
         workflow.set_current_details(f"{self.input.journey_id}: stage {stage}")

@@ -64,6 +64,14 @@ ADOPT_AT_STAGE_ENTRY = "adopt-newer-versions-at-stage-entry"
 """Patch: on entering a stage the journey asks for a newer published version (a local
 activity) and adopts it when that version says `versioning: stage_boundary`."""
 
+def at_point(patch_id: str, point: object) -> str:
+    """The id under which one place of one run asks for a patch. Temporal remembers a patch's
+    first answer for the rest of the run, so a run replayed from before the change would
+    answer no at every later stage entry too, for years; asked per stage entry (or split),
+    only the entries already in the history answer no, and the next live one takes the change."""
+    return f"{patch_id}@{point}"
+
+
 RECORD_EXPERIMENT_ASSIGNMENTS = "record-experiment-assignments"
 """Patch: a customer reaching a split without an arm asks record_assignment (a local
 activity) for it, which records the assignment and may answer a decided winner; before, the
@@ -209,7 +217,7 @@ class Machine:
             return False
         self.newer_version_wanted = False
         # Histories recorded before versions were adopted never asked: they replay without.
-        return self.patched(ADOPT_AT_STAGE_ENTRY)
+        return self.patched(at_point(ADOPT_AT_STAGE_ENTRY, self.state.stage_entries))
 
     def _check_version(self) -> CheckVersion:
         state = self.state
@@ -467,7 +475,7 @@ class Machine:
                     if name not in state.experiments:
                         hashed = assign_arm(self.customer_id, self.journey_id, instruction.spec)
                         # Histories from before assignments were recorded keep the hash alone.
-                        if self.patched(RECORD_EXPERIMENT_ASSIGNMENTS):
+                        if self.patched(at_point(RECORD_EXPERIMENT_ASSIGNMENTS, name)):
                             return self._assign(instruction, hashed, now)
                         state.experiments[name] = hashed
                     arm = state.experiments[name]

@@ -10,7 +10,7 @@ import pytest
 from definition.adoption import fate, unmapped_stages
 from tests.unit.kit import LIFECYCLE, Drive, compiled
 from workflows.interface import JourneyEvent, SupportKind
-from workflows.machine import ADOPT_AT_STAGE_ENTRY
+from workflows.machine import ADOPT_AT_STAGE_ENTRY, at_point
 
 pytestmark = pytest.mark.unit
 
@@ -146,7 +146,7 @@ def test_a_history_from_before_adoption_never_asks_for_a_newer_version() -> None
     drive.event("purchase", **PURCHASE)
 
     assert drive.versions() == [1, 1]
-    assert asked == [ADOPT_AT_STAGE_ENTRY] * 2, "asked at each stage entry, and told no"
+    assert asked == [at_point(ADOPT_AT_STAGE_ENTRY, 1), at_point(ADOPT_AT_STAGE_ENTRY, 2)], "asked at each entry, told no"
 
 
 def test_support_upgrade_goes_on_from_the_same_step_on_the_newest_version() -> None:
@@ -221,3 +221,22 @@ def test_a_period_transition_and_a_support_move_are_stage_entries_too() -> None:
         (2, "inactive", "new", 1),
         (3, "active", "inactive", 2),
     ], "each entry is recorded with the version it happened on"
+
+
+def test_a_run_replayed_from_before_adoption_adopts_at_its_next_live_stage_entry() -> None:
+    """Temporal keeps a patch's first answer for the run: the entries already in the history
+    say no, and the next one, live, says yes — because each entry asks under its own id."""
+    in_history = {at_point(ADOPT_AT_STAGE_ENTRY, 1)}
+    answers: dict[str, bool] = {}
+
+    def remembered(patch_id: str) -> bool:
+        return answers.setdefault(patch_id, patch_id not in in_history)
+
+    drive = Drive(LIFECYCLE, patched=remembered)
+    drive.event("signed_up")
+    drive.publish(edited(SHORTER_CROSS_SELL))
+    drive.wait("1h")
+
+    drive.event("purchase", **PURCHASE)
+
+    assert drive.versions() == [1, 2]
