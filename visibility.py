@@ -23,6 +23,9 @@ class Census:
     """Every running customer of the journey."""
     by_version_and_stage: dict[tuple[int, str], int]
     """Running customers per (version, stage), zeros left out."""
+    stages: dict[str, int]
+    """Running customers per stage, whatever their version — also those whose runs began
+    before workflows recorded their version (zeros left out)."""
 
     @property
     def unplaced(self) -> int:
@@ -31,11 +34,7 @@ class Census:
         return self.running - sum(self.by_version_and_stage.values())
 
     def by_stage(self) -> dict[str, int]:
-        """Running customers per stage, whatever their version."""
-        counts: dict[str, int] = {}
-        for (_, stage), count in sorted(self.by_version_and_stage.items()):
-            counts[stage] = counts.get(stage, 0) + count
-        return counts
+        return dict(sorted(self.stages.items()))
 
     def on_version(self, version: int) -> int:
         return sum(count for (counted, _), count in self.by_version_and_stage.items() if counted == version)
@@ -46,6 +45,7 @@ async def census(client: Client, journey_id: str, versions: dict[int, Journey]) 
     running = f"JourneyId = '{visibility_literal(journey_id)}' AND ExecutionStatus = 'Running'"
     total = (await client.count_workflows(running)).count
     counts: dict[tuple[int, str], int] = {}
+    stages: dict[str, int] = {}
     if total:
         for version, definition in sorted(versions.items()):
             for stage in definition.stages:
@@ -53,7 +53,11 @@ async def census(client: Client, journey_id: str, versions: dict[int, Journey]) 
                 found = (await client.count_workflows(query)).count
                 if found:
                     counts[(version, stage)] = found
-    return Census(total, counts)
+        for stage in sorted({stage for definition in versions.values() for stage in definition.stages}):
+            found = (await client.count_workflows(f"{running} AND JourneyStage = '{visibility_literal(stage)}'")).count
+            if found:
+                stages[stage] = found
+    return Census(total, counts, stages)
 
 
 async def census_or_reason(settings: Settings, journey_id: str, versions: dict[int, Journey]) -> Census | str:
@@ -94,6 +98,11 @@ async def stage_census(
     if isinstance(found, str):
         return found
     return [
-        StagesNow(journey_id=journey_id, running=counted.running, by_stage=counted.by_stage(), unplaced=counted.unplaced)
+        StagesNow(
+            journey_id=journey_id,
+            running=counted.running,
+            by_stage=counted.by_stage(),
+            unplaced=counted.running - sum(counted.stages.values()),
+        )
         for journey_id, counted in sorted(found.items())
     ]
