@@ -40,6 +40,7 @@ class ExperimentRecorder:
                     request.winner,
                     request.window,
                     request.at,
+                    self.settings.global_holdout_percent,
                 )
                 if winner is not None and winner in request.arms:
                     arm, by_winner = winner, winner != request.hashed_arm

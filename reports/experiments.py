@@ -252,10 +252,12 @@ def arm_counts(
     until: datetime | None = None,
     matured_by: datetime | None = None,
     hashed_only: bool = False,
+    global_holdout_percent: float = 0.0,
 ) -> dict[str | None, ArmCounts]:
     """Customers, conversions and revenue per arm (None: the holdout) of assignments made in
     [since, until); `matured_by`: only those whose window had ended by then (the winner rule
-    judges complete windows only); `hashed_only`: leave out the winner rule's own assignments."""
+    judges complete windows only); `hashed_only`: leave out the winner rule's own assignments.
+    Customers of the global control group are left out: they get no arm's message."""
     query = select(ExperimentAssignment).where(
         ExperimentAssignment.journey_id == journey_id, ExperimentAssignment.split == split
     )
@@ -267,7 +269,9 @@ def arm_counts(
         query = query.where(ExperimentAssignment.assigned_at <= matured_by - window)
     if hashed_only:
         query = query.where(col(ExperimentAssignment.by_winner).is_(False))
-    assignments = session.exec(query).all()
+    assignments = [
+        row for row in session.exec(query).all() if not in_global_holdout(row.customer_id, global_holdout_percent)
+    ]
     counts: dict[str | None, ArmCounts] = defaultdict(ArmCounts)
     if not assignments:
         return counts
@@ -394,6 +398,7 @@ def decide_winner(
     rule: WinnerRule,
     window: timedelta,
     now: datetime,
+    global_holdout_percent: float = 0.0,
 ) -> str | None:
     """The split's winning arm: decided before, or now when the rule holds — every arm has
     `min_customers` assigned by the hash whose window has ended, and the best arm's rate
@@ -404,7 +409,9 @@ def decide_winner(
         return decided.arm
     if len(arms) < 2:
         return None  # one arm has nothing to beat: the holdout is measured, never replaced
-    counts = arm_counts(session, journey_id, split, window, matured_by=now, hashed_only=True)
+    counts = arm_counts(
+        session, journey_id, split, window, matured_by=now, hashed_only=True, global_holdout_percent=global_holdout_percent
+    )
     if any(counts[arm].customers < rule.min_customers for arm in arms):
         return None
     ranked = sorted(arms, key=lambda arm: counts[arm].converted / counts[arm].customers, reverse=True)
@@ -456,7 +463,9 @@ def experiments_report(
             definitions[journey] = _splits_of(session, journey)
         # A split gone from the newest version is still reported, over the default window.
         spec, window = definitions[journey].get(split, (None, DEFAULT_SPLIT_WINDOW))
-        counts = arm_counts(session, journey, split, window, since=since, until=until)
+        counts = arm_counts(
+            session, journey, split, window, since=since, until=until, global_holdout_percent=holdout_percent
+        )
         if not counts:
             continue
         winner_row = winner_of(session, journey, split)

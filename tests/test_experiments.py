@@ -163,6 +163,12 @@ async def test_each_arm_and_the_holdout_count_purchases_within_seven_days_of_the
     ]
     _check_statistics(split.arms, base=(1, 1))
     assert report.programme is None
+    # Customers of a global control group get no arm's message: no arm counts them.
+    with session_for(database_url) as session:
+        controlled = experiments_report(session, holdout_percent=50)
+    kept = [customer for customer in (held, first, second, nudged) if not in_global_holdout(customer, 50)]
+    assert 0 < len(kept) < 4, "the 50 % control takes some of the four, not all or none"
+    assert sum(arm.customers for arm in controlled.splits[0].arms) == len(kept)
 
 
 def _check_statistics(arms: list[ArmResult], base: tuple[int, int]) -> None:
