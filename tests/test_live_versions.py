@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ from tests.test_publish import cyklo
 async def _in(api: Api, customer_id: str, stage: str) -> bool:
     listing = await api.http.get(f"/v1/journeys/lifecycle/customers?stage={stage}", headers=AS_SUPPORT)
     return customer_id in {row["customer_id"] for row in listing.json()["customers"]}
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
-    for _ in range(int(seconds * 10)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("not reached in time")
 
 
 async def _customer(api: Api, customer_id: str, *types: str) -> None:
@@ -70,8 +61,8 @@ async def test_plan_counts_customers_by_version_and_stage_and_support_upgrades_o
     api = on_dev_server
     await _customer(api, "c-prospect", "signed_up")
     await _customer(api, "c-buyer", "signed_up", "purchase")
-    await _eventually(lambda: _in(api, "c-prospect", "prospect"))
-    await _eventually(lambda: _in(api, "c-buyer", "new"))
+    await api.eventually(lambda: _in(api, "c-prospect", "prospect"))
+    await api.eventually(lambda: _in(api, "c-buyer", "new"))
 
     plan = await asyncio.to_thread(cyklo, "publish", "--plan", str(cli_env))
 
@@ -107,7 +98,7 @@ async def test_plan_counts_customers_by_version_and_stage_and_support_upgrades_o
         rows = (await asyncio.to_thread(cyklo, "versions", "lifecycle")).stdout.splitlines()[1:3]
         return [row.split()[5] for row in rows] == ["0", "2"]
 
-    await _eventually(counted)
+    await api.eventually(counted)
     again = await api.http.post(
         "/v1/customers/c-prospect/journeys/lifecycle/upgrade", json={}, headers=AS_SUPPORT
     )
