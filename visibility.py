@@ -31,7 +31,7 @@ class Census:
     def unplaced(self) -> int:
         """Running but in none of the counts: started before workflows recorded their version,
         or not in a stage yet."""
-        return self.running - sum(self.by_version_and_stage.values())
+        return max(0, self.running - sum(self.by_version_and_stage.values()))
 
     def by_stage(self) -> dict[str, int]:
         return dict(sorted(self.stages.items()))
@@ -102,7 +102,8 @@ async def stage_census(
             journey_id=journey_id,
             running=counted.running,
             by_stage=counted.by_stage(),
-            unplaced=counted.running - sum(counted.stages.values()),
+            # Never below 0: the counts are separate queries, and visibility may lag one.
+            unplaced=max(0, counted.running - sum(counted.stages.values())),
         )
         for journey_id, counted in sorted(found.items())
     ]

@@ -16,8 +16,10 @@ from temporalio.worker import Worker
 from activities.experiments import ExperimentRecorder
 from activities.prepare import JourneyPreparation
 from activities.send import MessageSender
+from api.auth import parse_keys
 from connection import connect
 from process.errors import exit_on_error
+from process.metrics import bearer_allowed, metrics_server
 from process.shutdown import SEND_GRACE_SECONDS, Stop, run_until_stopped
 from publishing import newest_versions, publish_journeys
 from settings import Settings, get_settings
@@ -35,7 +37,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         client,
         task_queue=settings.task_queue,
         workflows=[JourneyWorkflow],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(sandboxed=settings.workflow_sandbox),
         activities=[
             JourneyPreparation(settings).prepare_journey,
             ExperimentRecorder(settings).record_assignment,
@@ -80,9 +82,21 @@ async def run_worker(settings: Settings, stop: Stop) -> None:
         f"task queue {settings.task_queue}; journeys {running}",
         flush=True,
     )
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+    with contextlib.ExitStack() as resources:
+        if settings.worker_metrics_port is not None:
+            url = resources.enter_context(worker_metrics(settings, settings.worker_metrics_port))
+            print(f"cyklo worker: metrics at {url} (a key with the metrics scope)", flush=True)
+        executor = resources.enter_context(ThreadPoolExecutor(max_workers=ACTIVITY_THREADS))
         await serve_until_stopped(build_worker(client, settings, executor), stop=stop)
     print("cyklo worker: stopped", flush=True)
+
+
+def worker_metrics(settings: Settings, port: int) -> contextlib.AbstractContextManager[str]:
+    """The worker's GET /metrics: the same keys as the API's, those with the `metrics` scope."""
+    keys = [key for key, scopes in parse_keys(settings.api_keys).items() if "metrics" in scopes]
+    if not keys:
+        print("cyklo worker: no key in CYKLO_API_KEYS has the metrics scope: every scrape is refused", flush=True)
+    return metrics_server(settings.worker_metrics_host, port, bearer_allowed(keys))
 
 
 async def serve_until_stopped(

@@ -19,6 +19,7 @@ from activities.provider_errors import (
     ProviderRetryable,
     retry_after_seconds,
 )
+from definition.statuses import NO_CONSENT
 from settings import Settings
 from storage.models import Customer, Message
 from workflows.interface import SendRequest
@@ -128,7 +129,7 @@ class EmailChannel:
         if customer.email_suppressed:
             return "email suppressed after a hard bounce or spam report"
         if not transactional and not customer.consent_email:
-            return "no marketing consent for email"
+            return f"{NO_CONSENT} for email"
         return None
 
     def destination(self, customer: Customer, request: SendRequest, settings: Settings) -> str:

@@ -5,13 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from typing import ClassVar
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError
 
 
-class ProviderRetryable(Exception):
+class ProviderError(Exception):
+    kind: ClassVar[str]
+    """How it went wrong, as /metrics counts it (cyklo_provider_errors_total)."""
+
+
+class ProviderRetryable(ProviderError):
     """429, 5xx, or a connection that never carried the request: the same request may succeed later."""
+
+    kind = "retryable"
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -19,8 +27,10 @@ class ProviderRetryable(Exception):
         self.retry_after = retry_after
 
 
-class ProviderRejected(Exception):
+class ProviderRejected(ProviderError):
     """A permanent 4xx: bad address, unsubscribed number, invalid number, bad credentials."""
+
+    kind = "rejected"
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -28,9 +38,11 @@ class ProviderRejected(Exception):
         self.message = message
 
 
-class ProviderAmbiguous(Exception):
+class ProviderAmbiguous(ProviderError):
     """The request went out but no answer came (read timeout, reset): the provider may have
     taken the message, so sending again could send it twice."""
+
+    kind = "ambiguous"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

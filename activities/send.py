@@ -1,13 +1,13 @@
 """The send activity: claim → render → deliver → record, exactly once.
 
-The ledger row for a step occurrence is claimed (unique idempotency key) in the same
-transaction as the consent and cap checks, and marked `sending` just before the provider is
-called. A retry that finds `sending` cannot know whether the provider took the message, so it
-records the message failed instead of risking a duplicate: at most once.
+The ledger row for a step occurrence is claimed (unique idempotency key), checked for
+consent and cap, rendered and committed as `sending` in one transaction, just before the
+provider is called. A retry that finds `sending` cannot know whether the provider took the
+message, so it records the message failed instead of risking a duplicate: at most once.
 
 Errors stay at their depth: only the render's own errors make a `template error`. A database
 error (reading templates, claiming, recording) leaves the activity to its retry policy, the
-row still `pending` when the provider was not called, so the message goes out later, once; a
+claim rolled back when the provider was not called, so the message goes out later, once; a
 provider's id already got is kept in the activity's heartbeat, so a retry only records it.
 """
 
@@ -17,9 +17,8 @@ import logging
 import secrets
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 from temporalio import activity
@@ -27,6 +26,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.adapter import ChannelAdapter, Delivery
 from activities.channels import adapter_for
+from activities.metrics import MESSAGES, provider_call
+from activities.prepare import record_entries
 from activities.provider_errors import ProviderAmbiguous, ProviderRejected, ProviderRetryable
 from activities.rendering import customer_view, links_view, render_message, template_context
 from definition import templates
@@ -62,6 +63,7 @@ class MessageSender:
     @activity.defn(name="send_message")
     def send_message(self, request: SendRequest) -> SendOutcome:
         outcome = self._send(request)
+        MESSAGES.labels(request.channel, outcome.status).inc()
         # Ids and statuses only: the reason kept here is the public one, without provider text.
         log.info(
             "send %s message %s %s/%s attempt %s: %s%s",
@@ -104,10 +106,7 @@ class MessageSender:
             except Exception as problem:  # the template's own error at render time, whatever it is
                 reason = f"template error: {type(problem).__name__}: {problem}"
                 return _outcome(finish(session, message, MessageStatus.FAILED, reason), customer)
-            if not _mark_sending(session, message):
-                # A timed-out attempt still running took the row over: its call decides.
-                session.refresh(message)
-                return _outcome(message, customer)
+            _mark_sending(session, message)
         return self._deliver(channel, request, message, customer, destination, rendered)
 
     def _deliver(
@@ -130,7 +129,8 @@ class MessageSender:
             unsubscribe_url=None if request.transactional else links["unsubscribe"],
         )
         try:
-            provider_id = channel.deliver(delivery, self.settings)
+            with provider_call(request.channel):
+                provider_id = channel.deliver(delivery, self.settings)
         except ProviderRetryable as problem:
             with session_for(self.settings.database_url) as session:
                 if activity.info().attempt >= SEND_MAX_ATTEMPTS:
@@ -156,23 +156,26 @@ class MessageSender:
                 )
         # The provider took it: should recording fail, the next attempt finds this and only records.
         activity.heartbeat(message.id, provider_id)
-        return self._record_sent(message.id, provider_id)
+        return self._record_sent(message.id, provider_id, customer)
 
-    def _record_sent(self, message_id: int, provider_id: str | None) -> SendOutcome:
+    def _record_sent(
+        self, message_id: int, provider_id: str | None, customer: Customer | None = None
+    ) -> SendOutcome:
         with session_for(self.settings.database_url) as session:
-            # Read again: a delivery webhook may already have moved the row past `sent`.
-            current = session.get(Message, message_id)
-            assert current is not None
-            if provider_id:
-                current.provider_message_id = provider_id
-            ledger.advance_status(session, current, MessageStatus.SENT)
-            session.add(current)
-            session.commit()
-            return _outcome(current, session.get(Customer, current.customer_id))
+            status, reason, customer_id = ledger.record_sent(session, message_id, provider_id)
+            if customer is None:  # a retry that only records what an earlier attempt sent
+                customer = session.get(Customer, customer_id)
+            return SendOutcome(
+                message_id=message_id,
+                status=status,
+                reason=public_reason(status, reason),
+                timezone=customer.timezone if customer is not None else None,
+            )
 
     def _claim(self, session: Session, request: SendRequest) -> tuple[Message, Customer | None]:
         """Find or create the ledger row and decide, under the customer's lock, whether to send:
-        `pending` if it may go, otherwise what the row already says or the refusal."""
+        `pending` (flushed, uncommitted: the caller renders and commits it as `sending`) if it
+        may go, otherwise what the row already says or the refusal, committed."""
         customer = _locked_customer(session, request.customer_id)
         message = session.exec(
             select(Message).where(Message.idempotency_key == request.idempotency_key)
@@ -199,8 +202,11 @@ class MessageSender:
                 status=MessageStatus.PENDING,
                 discount_code=_discount_code(),
                 scheduled_at=request.send_at,
+                held_since=request.held_since,
                 conversion_window_seconds=_conversion_window_seconds(self.settings.database_url, request),
             )
+            # Committed with the claim, so a retry that finds the row finds the entries too.
+            record_entries(session, request.journey_id, request.customer_id, request.entered)
         refusal = _refusal(session, request, customer, self.settings.global_holdout_percent)
         if refusal is not None:
             status, reason = refusal
@@ -210,7 +216,8 @@ class MessageSender:
         message.updated_at = utcnow()
         session.add(message)
         try:
-            session.commit()
+            # Flushed, not committed: the row is decided with the render, in this transaction.
+            session.flush()
         except IntegrityError:
             # Another attempt claimed the key between our read and write: its row decides.
             session.rollback()
@@ -247,25 +254,14 @@ def _delivered_before() -> tuple[int, str | None] | None:
     return int(message_id), (str(provider_id) if provider_id is not None else None)
 
 
-def _mark_sending(session: Session, message: Message) -> bool:
-    """`pending` → `sending` for the attempt that claimed the row, committed before the call,
-    so that a later attempt knows the provider may have it; False if another attempt did."""
-    marked = session.execute(
-        update(Message)
-        .where(
-            col(Message.id) == message.id,
-            col(Message.status) == MessageStatus.PENDING,
-            col(Message.attempts) == message.attempts,
-        )
-        .values(
-            status=MessageStatus.SENDING,
-            sms_encoding=message.sms_encoding,
-            sms_segments=message.sms_segments,
-            updated_at=utcnow(),
-        )
-    )
+def _mark_sending(session: Session, message: Message) -> None:
+    """`sending`, committed before the call, so that a later attempt knows the provider may
+    have it. The claim's transaction still holds the customer's lock (SQLite's write lock,
+    PostgreSQL's row lock), so no other attempt can have taken the row in between."""
+    message.status = MessageStatus.SENDING
+    message.updated_at = utcnow()
+    session.add(message)
     session.commit()
-    return bool(cast(CursorResult[Any], marked).rowcount)
 
 
 def _locked_customer(session: Session, customer_id: str) -> Customer | None:
@@ -327,18 +323,18 @@ def _outcome(message: Message, customer: Customer | None) -> SendOutcome:
     return SendOutcome(
         message_id=message.id,
         status=message.status,
-        reason=public_reason(message),
+        reason=public_reason(MessageStatus(message.status), message.reason),
         timezone=customer.timezone if customer is not None else None,
     )
 
 
-def public_reason(message: Message) -> str | None:
+def public_reason(status: MessageStatus, reason: str | None) -> str | None:
     """The reason as the workflow may keep it: refusals verbatim (they hold no personal data),
     failures by their kind only, since provider texts can quote an address or number."""
     refusals = (MessageStatus.SUPPRESSED, MessageStatus.CAPPED, MessageStatus.HELD_OUT)
-    if message.reason is None or message.status in refusals:
-        return message.reason
-    return message.reason.split(":", 1)[0]
+    if reason is None or status in refusals:
+        return reason
+    return reason.split(":", 1)[0]
 
 
 def _discount_code() -> str:

@@ -24,7 +24,7 @@ from activities.provider_errors import (
 )
 from definition.phones import normalize_phone
 from definition.sms_text import sms_encoding
-from definition.statuses import MessageStatus
+from definition.statuses import NO_CONSENT, MessageStatus
 from settings import Settings
 from storage.models import Customer, Message
 from workflows.interface import SendRequest
@@ -139,7 +139,7 @@ class SmsChannel:
         if customer.sms_suppressed:
             return "SMS suppressed after STOP"
         if not transactional and not customer.consent_sms:
-            return "no marketing consent for sms"
+            return f"{NO_CONSENT} for sms"
         return None
 
     def destination(self, customer: Customer, request: SendRequest, settings: Settings) -> str:

@@ -1,6 +1,6 @@
 """The HTTP API: the shop sends profiles and events; support reads one customer.
 
-Every route but /health and /ready needs an API key with the right scope. Bad input gets a
+Every route but /health and /ready needs an API key with the right scope (/metrics: `metrics`). Bad input gets a
 422 that names the field; a batch keeps every good event even when others are rejected;
 Temporal too slow or away gets a 503 with Retry-After within CYKLO_EVENT_BUDGET seconds.
 """
@@ -8,7 +8,6 @@ Temporal too slow or away gets a 503 with Retry-After within CYKLO_EVENT_BUDGET 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable
@@ -18,19 +17,24 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import literal
 from sqlmodel import select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import (
+    docs,
     errors,
+    imports,
+    metrics,
     pages,
     privacy,
     reports_experiments,
     reports_journeys,
     reports_lifecycle,
+    segment,
+    shop_webhooks,
     support,
     webhooks,
 )
@@ -46,13 +50,14 @@ from api.dependencies import (
     SettingsDep,
     requires,
 )
-from api.errors import FieldError, Problem
+from api.errors import Problem
+from api.ingest import route_all, save_profile
+from api.metrics import StageCensus
 from api.models import (
     API_KEY,
     CustomerIdPath,
     CustomerRecord,
     CustomerSaved,
-    EventResult,
     EventsAccepted,
     Health,
     ProfileIdPath,
@@ -61,18 +66,15 @@ from api.models import (
 from api.records import customer_record
 from api.sessions import SupportSessions
 from connection import connect, data_converter
-from definition.identifiers import event_id_problem
 from definition.model import Journey
+from process.tracing import instrument_api
 from publishing import publish_journeys
-from routing.events import EventRouter, IncomingEvent
+from routing.events import EventRouter
 from settings import Settings
-from storage import customers, journey_versions
-from storage.customers import CustomerProfile
+from storage import journey_versions
 from storage.database import migrate, session_for
 
 log = logging.getLogger(__name__)
-
-ROUTING_CONCURRENCY = 50
 
 
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
@@ -89,11 +91,13 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     if client is None:
         data_converter(settings)  # no payload keys: refuse here, in one line, not in a startup traceback
-    app = FastAPI(title="cyklo", version="0.1.0", lifespan=lifespan, description=__doc__)
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package, not a CDN.
+    app = FastAPIOffline(title="cyklo", version="0.1.0", lifespan=lifespan, description=__doc__)
     app.router.route_class = BoundedJsonRoute
     app.state.api_keys = parse_keys(settings.api_keys)
     app.state.settings = settings
     app.state.event_gate = EventGate(settings.max_event_requests)
+    app.state.stage_census = StageCensus()
     # Without a configured secret, sessions live as long as this process: enough for one
     # `cyklo api`; several processes behind one address need CYKLO_SESSION_SECRET.
     app.state.support_sessions = SupportSessions(
@@ -102,6 +106,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         timedelta(hours=settings.session_hours),
     )
     errors.install(app)
+    docs.install(app)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
@@ -114,6 +119,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         return await call_next(request)
 
     app.include_router(webhooks.router, responses=errors.responses(400, 403, 413, 422, 503))
+    app.include_router(segment.routes(settings))
+    app.include_router(shop_webhooks.router, responses=errors.responses(413))
     app.include_router(support.router)
     app.include_router(
         privacy.router, dependencies=[API_KEY], responses=errors.responses(401, 403, 404, 422, 503)
@@ -122,6 +129,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(reports_journeys.router)
     app.include_router(reports_experiments.router)
     app.include_router(reports_lifecycle.router)
+    app.include_router(metrics.router)
+    instrument_api(app)
+    app.include_router(imports.router)
 
     @app.get("/health", tags=["health"])
     async def health() -> Health:
@@ -162,7 +172,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         if update.id not in (None, customer_id):
             raise invalid(["id"], "differs from the id in the URL")
         profile = update.model_copy(update={"id": customer_id})
-        await asyncio.to_thread(_upsert, settings, profile)
+        await asyncio.to_thread(save_profile, settings, profile)
         return CustomerSaved(id=customer_id, status="saved")
 
     @app.post(
@@ -196,7 +206,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
                 f"{gate.limit} event requests are in flight: retry after {errors.RETRY_AFTER_SECONDS} s",
             )
         with gate.held():
-            results = await _route_all(router, items, settings.event_budget_seconds)
+            results = await route_all(router, items, settings.event_budget_seconds)
         summary = EventsAccepted(
             accepted=sum(result.status == "accepted" for result in results),
             duplicates=sum(result.status == "duplicate" for result in results),
@@ -229,41 +239,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     return app
 
 
-async def _route_all(router: EventRouter, items: list[Any], budget: float) -> list[EventResult]:
-    gate = asyncio.Semaphore(ROUTING_CONCURRENCY)
-    first_index: dict[str, int] = {}
-    # One deadline for the whole batch: a stalled Temporal must not cost budget × rounds.
-    deadline = asyncio.get_running_loop().time() + budget
-
-    async def one(index: int, item: Any) -> EventResult:
-        given_id = item.get("event_id") if isinstance(item, dict) else None
-        if event_id_problem(given_id) is not None:
-            given_id = None  # echoing a malformed id (a number, a lone surrogate) would break the answer
-        try:
-            # As JSON and strict: a number is not taken for a date, as the OpenAPI declares.
-            event = IncomingEvent.model_validate_json(json.dumps(item), strict=True)
-        except ValidationError as error:
-            return EventResult(
-                index=index, event_id=given_id, status="rejected", errors=errors.field_errors(error.errors())
-            )
-        # Events of one batch are routed concurrently: a repeat inside the batch is
-        # decided by position, not by whichever insert happens to win.
-        if first_index.setdefault(event.event_id, index) != index:
-            return EventResult(index=index, event_id=event.event_id, status="duplicate")
-        async with gate:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                outcome = await router.route(event, budget=remaining)
-            except Exception:  # Temporal unreachable or too slow: the event was not kept
-                problem = FieldError(field="event", message="could not reach the journeys: send it again")
-                return EventResult(index=index, event_id=event.event_id, status="failed", errors=[problem])
-        return EventResult(index=index, event_id=event.event_id, status=outcome)
-
-    return list(await asyncio.gather(*(one(index, item) for index, item in enumerate(items))))
-
-
 async def _probe(check: Awaitable[None], timeout: float) -> Literal["ok", "unreachable", "timeout"]:
     try:
         await asyncio.wait_for(check, timeout)
@@ -288,11 +263,6 @@ async def _temporal_answers(client: Client, timeout: float) -> None:
 def _database_answers(settings: Settings) -> None:
     with session_for(settings.database_url) as session:
         session.exec(select(literal(1))).one()
-
-
-def _upsert(settings: Settings, profile: CustomerProfile) -> None:
-    with session_for(settings.database_url) as session:
-        customers.upsert(session, profile)
 
 
 def _published_journeys(settings: Settings) -> list[Journey]:

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-SCOPES = frozenset({"events", "support:read", "support:write", "reports"})
+from definition.problems import SaidToPeople
+
+SCOPES = frozenset({"events", "support:read", "support:write", "reports", "metrics", "import"})
 URL_KEY_PARAMETERS = ("key", "api_key")
 KEY_IN_URL_REFUSED = (
     "API keys in URLs are refused (they end up in logs and browser history): "
@@ -21,7 +23,7 @@ KEY_IN_URL_REFUSED = (
 )
 
 
-class ApiKeyError(ValueError):
+class ApiKeyError(SaidToPeople, ValueError):
     pass
 
 

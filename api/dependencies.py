@@ -1,5 +1,6 @@
 """What a route may depend on: the settings, a key with a scope, the Temporal client, the
-event router, handles to journeys, support sessions and the gate of event requests.
+event router, handles to journeys, support sessions, the gate of event requests and the
+census /metrics shows.
 
 create_app and its lifespan put each on `app.state` once; routes take them as `Annotated`
 parameters, so this module is the only reader of `app.state`.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 from fastapi import Depends, HTTPException, Request, status
 from starlette.requests import HTTPConnection
@@ -21,6 +22,9 @@ from api.sessions import SupportSessions
 from routing.events import EventRouter
 from settings import Settings
 from workflows.handle import Journeys
+
+if TYPE_CHECKING:
+    from api.metrics import StageCensus
 
 
 class EventGate:
@@ -69,12 +73,17 @@ def _event_gate(request: Request) -> EventGate:
     return cast(EventGate, request.app.state.event_gate)
 
 
+def _stage_census(request: Request) -> StageCensus:
+    return cast("StageCensus", request.app.state.stage_census)
+
+
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 ApiKeysDep = Annotated[Mapping[str, frozenset[str]], Depends(_api_keys)]
 ClientDep = Annotated[Client, Depends(_client)]
 RouterDep = Annotated[EventRouter, Depends(_router)]
 SessionsDep = Annotated[SupportSessions, Depends(_support_sessions)]
 EventGateDep = Annotated[EventGate, Depends(_event_gate)]
+StageCensusDep = Annotated["StageCensus", Depends(_stage_census)]
 
 
 def _journeys(client: ClientDep, settings: SettingsDep) -> Journeys:

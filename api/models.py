@@ -86,6 +86,8 @@ class EventResult(BaseModel):
     status: Literal["accepted", "duplicate", "rejected", "failed"]
     """accepted, duplicate, rejected (bad input: fix it) or failed (not kept: send it again)"""
     errors: list[FieldError] = []
+    warning: str | None = None
+    """Accepted, but something the shop should know: e.g. the customer has no profile yet."""
 
 
 class EventsAccepted(BaseModel):
@@ -166,7 +168,8 @@ class EventEntry(FromRow):
 class CustomerRecord(BaseModel):
     """Profile, consents, every journey's state, message history and recent events."""
 
-    profile: ProfileRecord
+    profile: ProfileRecord | None
+    """None while the shop has sent events but no profile yet (its messages are suppressed)."""
     messages: list[MessageEntry]
     """The newest 100, newest first."""
     events: list[EventEntry]

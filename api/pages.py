@@ -15,24 +15,26 @@ import asyncio
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from activities.previews import JourneyMessage, LocalePreview, journey_previews
 from api.auth import KEY_IN_URL_REFUSED, has_key_in_url
+from api.bounded_json import BoundedJsonRoute
 from api.dependencies import ClientDep, JourneysDep, SessionsDep, SettingsDep, settings_of
 from api.models import CustomerRecord
 from api.records import customer_record
 from api.report_charts import report_charts
 from api.reports_lifecycle import lifecycle_of
+from api.sent_message import sent_message
 from api.sessions import (
     COOKIE_PATH,
     SESSION_COOKIE,
@@ -43,8 +45,10 @@ from api.sessions import (
 )
 from api.support import ActionRequest, run_action
 from definition import templates
+from definition.conditions import in_words
 from definition.durations import format_duration
 from definition.model import Journey
+from definition.words import flow_in_words
 from reports.funnel import Period
 from reports.lifecycle import Granularity, PeriodProblem
 from reports.lifecycle import period as lifecycle_period
@@ -94,7 +98,7 @@ class SignInRequired(Exception):
         self.return_to = return_to
 
 
-class SupportPageRoute(APIRoute):
+class SupportPageRoute(BoundedJsonRoute):
     """Every answer of the support page is an HTML page carrying SECURITY_HEADERS, refusals too."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -275,9 +279,12 @@ async def support_page(
 ) -> Response:
     record = await customer_record(settings, journeys, customer_id)
     definitions, newest = await asyncio.to_thread(_definitions, settings, record.journeys)
+    zone = _zone(record)
     return _page(
         "support.html",
+        customer_id=customer_id,
         profile=record.profile,
+        zone=zone,
         customer_path=customer_path(customer_id),
         journeys=[
             {
@@ -285,6 +292,7 @@ async def support_page(
                 "path": quote(journey_id, safe=""),
                 "name": definitions[journey_id].name,
                 "view": view,
+                "next_wake": _Moment(view.next_wake_at, zone) if view.next_wake_at else None,
                 "newest": newest[journey_id],
                 "stages": _diagram(definitions[journey_id]),
             }
@@ -292,11 +300,35 @@ async def support_page(
         ],
         actions=[action for action in SupportKind if not action.needs_stage],
         move=SupportKind.MOVE_TO,
-        timeline=_timeline(record),
+        timeline=_timeline(record, zone),
         notice=notice,
         caller=session.caller.label,
         csrf=session.csrf_token,
     )
+
+
+@router.get("/support/{customer_id}/messages/{message_id}", response_class=HTMLResponse)
+async def message_page(
+    customer_id: str, message_id: int, session: SignedIn, settings: SettingsDep, journeys: JourneysDep
+) -> Response:
+    """One message of the customer as it went out: rendered again from the frozen version it was
+    sent from, with its discount code."""
+    record = await customer_record(settings, journeys, customer_id)
+    shown = await asyncio.to_thread(sent_message, settings, record, message_id)
+    if shown is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"customer {customer_id!r} has no message {message_id}")
+    zone = _zone(record)
+    response = _page(
+        "sent_message.html",
+        customer_id=customer_id,
+        customer_path=customer_path(customer_id),
+        shown=shown,
+        when=_Moment(shown.entry.scheduled_at, zone),
+        caller=session.caller.label,
+        csrf=session.csrf_token,
+    )
+    response.headers["Content-Security-Policy"] = PREVIEW_POLICY
+    return response
 
 
 @router.post("/support/{customer_id}/{journey_id}/{action}")
@@ -433,52 +465,89 @@ def _diagram(definition: Journey) -> list[dict[str, Any]]:
             if transition.on:
                 lines.append(
                     f"{transition.to} on {transition.on}"
-                    + (f" if {transition.when}" if transition.when else "")
+                    + (f" if {in_words(transition.when)}" if transition.when else "")
                 )
             else:
                 without = f" without {transition.without}" if transition.without else ""
                 lines.append(
                     f"{transition.to} after {format_duration(transition.after) if transition.after else ''}{without}"
                 )
-        stages.append({"name": name, "description": stage.description, "transitions": lines})
+        stages.append(
+            {
+                "name": name,
+                "description": stage.description,
+                "flow": flow_in_words(stage.flow),
+                "transitions": lines,
+            }
+        )
     return stages
 
 
 @dataclass(frozen=True)
-class _TimelineRow:
+class _Moment:
+    """A time as support reads it: in the customer's zone, with UTC on hover."""
+
     at: datetime
+    zone: tzinfo
+
+    @property
+    def local(self) -> str:
+        return _aware(self.at).astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z")
+
+    @property
+    def utc(self) -> str:
+        return _aware(self.at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True)
+class _TimelineRow:
+    when: _Moment
     kind: str
     what: str
     detail: str
     status: str = ""
-
-    @property
-    def when(self) -> str:
-        return self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    link: str | None = None
+    """The message's own page, for a message."""
 
 
-def _timeline(record: CustomerRecord) -> list[_TimelineRow]:
+def _aware(moment: datetime) -> datetime:
+    # SQLite gives the ledger's and the events' times back without their zone: they are UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _zone(record: CustomerRecord) -> tzinfo:
+    """The customer's time zone (UTC without a profile, or with a zone this machine lacks)."""
+    if record.profile is None:
+        return UTC
+    try:
+        return ZoneInfo(record.profile.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def _timeline(record: CustomerRecord, zone: tzinfo) -> list[_TimelineRow]:
     rows = [
-        _TimelineRow(event.occurred_at, "event", f"event {event.type}", event.event_id)
+        _TimelineRow(_Moment(event.occurred_at, zone), "event", f"event {event.type}", event.event_id)
         for event in record.events
     ]
     rows += [
         _TimelineRow(
-            message.scheduled_at,
+            _Moment(message.scheduled_at, zone),
             "message",
             f"{message.channel} {message.template}" + (" (test send)" if message.test else ""),
             f"{message.journey_id} / {message.stage}" + (f" — {message.reason}" if message.reason else ""),
             message.status,
+            f"{customer_path(message.customer_id)}/messages/{message.id}",
         )
         for message in record.messages
     ]
     for journey_id, view in record.journeys.items():
         rows += [
-            _TimelineRow(change.at, "stage", f"{journey_id} → {change.stage}", change.cause)
+            _TimelineRow(_Moment(change.at, zone), "stage", f"{journey_id} → {change.stage}", change.cause)
             for change in view.stage_history
         ]
         rows += [
-            _TimelineRow(item.at, "support", f"{item.action} by {item.by}", item.reason)
+            _TimelineRow(_Moment(item.at, zone), "support", f"{item.action} by {item.by}", item.reason)
             for item in view.support_actions
         ]
-    return sorted(rows, key=lambda row: row.at, reverse=True)
+    return sorted(rows, key=lambda row: _aware(row.when.at), reverse=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from pydantic import BaseModel
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
@@ -26,7 +26,15 @@ from settings import Settings
 from storage import consents, journey_versions
 from storage.database import session_for
 from storage.erasure import ErasedRows, erase_customer
-from storage.models import Customer, Event, Message, utcnow
+from storage.models import (
+    Conversion,
+    Customer,
+    Event,
+    ExperimentAssignment,
+    Message,
+    StageEntry,
+    utcnow,
+)
 from workflows.handle import Journeys
 from workflows.interface import JourneyView
 
@@ -85,6 +93,37 @@ class ExportedMessage(FromRow):
     updated_at: datetime
 
 
+class ExportedStageEntry(FromRow):
+    journey_id: str
+    instance: str
+    entry: int
+    stage: str
+    previous_stage: str | None
+    journey_version: int
+    entered_at: datetime
+
+
+class ExportedConversion(FromRow):
+    event_id: str
+    """The purchase credited."""
+    message_id: int
+    journey_id: str
+    template: str
+    amount: float
+    sent_at: datetime
+    purchased_at: datetime
+
+
+class ExportedAssignment(FromRow):
+    journey_id: str
+    split: str
+    instance: str
+    arm: str | None
+    """None: the split's holdout."""
+    by_winner: bool
+    assigned_at: datetime
+
+
 class CustomerExport(BaseModel):
     """Everything cyklo holds about one customer."""
 
@@ -94,6 +133,10 @@ class CustomerExport(BaseModel):
     consents: ExportedConsents
     events: list[ExportedEvent]
     messages: list[ExportedMessage]
+    stage_entries: list[ExportedStageEntry]
+    conversions: list[ExportedConversion]
+    """Purchases credited to a message (the reports' attribution)."""
+    experiment_assignments: list[ExportedAssignment]
     journeys: dict[str, JourneyView]
 
 
@@ -128,7 +171,8 @@ async def export(
     customer_id: CustomerIdPath, settings: SettingsDep, journeys: JourneysDep, response: Response
 ) -> CustomerExport:
     """A copy of everything about the customer: profile, consents with their history,
-    events with properties, messages, and the state of each journey."""
+    events with properties, messages, stage entries, the purchases credited to messages,
+    experiment arms, and the state of each journey."""
     found = await asyncio.to_thread(_exported_rows, settings, customer_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
@@ -153,6 +197,17 @@ async def erase(
 ) -> ErasureReport:
     """GDPR erasure: journeys ended and their histories deleted, profile, events and consent
     history deleted, ledger rows kept without personal data."""
+    report = await erase_everywhere(settings, client, journeys, customer_id)
+    if report is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
+    return report
+
+
+async def erase_everywhere(
+    settings: Settings, client: Client, journeys: Journeys, customer_id: str
+) -> ErasureReport | None:
+    """Erase the customer wherever cyklo keeps them (None: cyklo knew nothing of them); for
+    `DELETE /v1/customers/{id}` and a shop's own erasure request alike."""
     journey_ids = await asyncio.to_thread(_journey_ids, settings)
     ended = [
         journey_id
@@ -163,7 +218,7 @@ async def erase(
     runs = await _runs_of(client, journeys, customer_id, journey_ids)
     deleted, kept = await _delete_histories(client, runs)
     if not rows.profile_deleted and not ended and not rows.events_deleted and not runs:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
+        return None
     return ErasureReport(
         customer_id=customer_id,
         profile_deleted=rows.profile_deleted,
@@ -199,6 +254,9 @@ def _exported_rows(settings: Settings, customer_id: str) -> dict[str, Any] | Non
         ).all()
         history = consents.history(session, customer_id)
         journey_ids = journey_versions.published_ids(session)
+        entries = _rows_of(session, StageEntry, customer_id, StageEntry.entered_at)
+        credited = _rows_of(session, Conversion, customer_id, Conversion.purchased_at)
+        assignments = _rows_of(session, ExperimentAssignment, customer_id, ExperimentAssignment.assigned_at)
     return {
         "profile": ExportedProfile.model_validate(customer),
         "consents": ExportedConsents(
@@ -212,8 +270,17 @@ def _exported_rows(settings: Settings, customer_id: str) -> dict[str, Any] | Non
         ),
         "events": [ExportedEvent.model_validate(event) for event in events],
         "messages": [ExportedMessage.model_validate(message) for message in messages],
+        "stage_entries": [ExportedStageEntry.model_validate(row) for row in entries],
+        "conversions": [ExportedConversion.model_validate(row) for row in credited],
+        "experiment_assignments": [ExportedAssignment.model_validate(row) for row in assignments],
         "journey_ids": journey_ids,
     }
+
+
+def _rows_of(session: Session, table: Any, customer_id: str, order: Any) -> list[Any]:
+    return list(
+        session.exec(select(table).where(table.customer_id == customer_id).order_by(col(order))).all()
+    )
 
 
 async def _runs_of(

@@ -23,16 +23,19 @@ EVENTS = 50
 
 @dataclass(frozen=True)
 class _Rows:
-    profile: ProfileRecord
+    profile: ProfileRecord | None
     messages: list[MessageEntry]
     events: list[EventEntry]
     journey_ids: list[str]
 
 
 async def customer_record(settings: Settings, journeys: Journeys, customer_id: str) -> CustomerRecord:
-    """Profile, consents, every journey's state, message history and recent events; 404 if unknown."""
+    """Profile, consents, every journey's state, message history and recent events; 404 with
+    neither a profile nor an event. Events may come before the profile: the journeys they
+    started are shown with no profile. (Erasure deletes both; the ledger rows it keeps do not
+    bring a customer back.)"""
     rows = await asyncio.to_thread(_rows, settings, customer_id)
-    if rows is None:
+    if rows.profile is None and not rows.events:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
     views: dict[str, JourneyView] = {}
     for journey_id in rows.journey_ids:
@@ -42,11 +45,9 @@ async def customer_record(settings: Settings, journeys: Journeys, customer_id: s
     return CustomerRecord(profile=rows.profile, messages=rows.messages, events=rows.events, journeys=views)
 
 
-def _rows(settings: Settings, customer_id: str) -> _Rows | None:
+def _rows(settings: Settings, customer_id: str) -> _Rows:
     with session_for(settings.database_url) as session:
         customer = session.get(Customer, customer_id)
-        if customer is None:
-            return None
         messages = session.exec(
             select(Message)
             .where(Message.customer_id == customer_id)
@@ -60,7 +61,7 @@ def _rows(settings: Settings, customer_id: str) -> _Rows | None:
             .limit(EVENTS)
         ).all()
         return _Rows(
-            profile=ProfileRecord.model_validate(customer),
+            profile=None if customer is None else ProfileRecord.model_validate(customer),
             messages=[MessageEntry.model_validate(message) for message in messages],
             events=[EventEntry.model_validate(event) for event in events],
             journey_ids=journey_versions.published_ids(session),

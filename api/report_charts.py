@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reports.charts import Bar, Interval, bar_chart, heat_map, interval_chart
+from reports.charts import Bar, Funnel, Interval, bar_chart, funnel_chart, heat_map, interval_chart
 from reports.experiments import ExperimentsReport, experiments_report
-from reports.funnel import Period, journeys_report
+from reports.funnel import Period, StepFunnel, journeys_report, not_sent_text
 from reports.lifecycle import LifecycleReport
 from settings import Settings
 from storage.database import session_for
@@ -31,22 +31,19 @@ def report_charts(settings: Settings, period: Period, lifecycle: LifecycleReport
     sections = []
     for funnel in journeys.journeys:
         rate = f"{funnel.conversion_rate:.1%}" if funnel.conversion_rate is not None else "—"
-        steps = [
-            Bar(
-                f"{step.stage} · {step.template} ({step.channel})",
-                step.sent,
-                f"{step.sent} sent · {step.converted} converted"
-                + (f" ({step.conversion_rate:.1%})" if step.conversion_rate is not None else "")
-                + f" · {step.revenue:,.2f} {funnel.currency}",
-            )
-            for step in funnel.steps
-        ]
+        steps = [step_funnel(step, funnel.currency) for step in funnel.steps]
         entries = [Bar(stage, count) for stage, count in funnel.stage_entries.items()]
         sections.append(
             Section(
                 f"journey-{funnel.journey_id}",
                 f"Journey {funnel.journey_id}",
-                [bar_chart("Messages sent and what they earned, by step", steps), bar_chart("Stage entries", entries)],
+                [
+                    funnel_chart(
+                        "What each step's messages became: sent → delivered → opened → clicked → converted",
+                        steps,
+                    ),
+                    bar_chart("Stage entries", entries),
+                ],
                 [
                     f"{funnel.entered} customers entered · {funnel.sent} messages sent · {funnel.converted} "
                     f"converted ({rate}) · revenue {funnel.revenue:,.2f} {funnel.currency}"
@@ -56,6 +53,28 @@ def report_charts(settings: Settings, period: Period, lifecycle: LifecycleReport
     sections.append(_experiments(experiments, settings.currency))
     sections.append(_lifecycle(lifecycle))
     return sections
+
+
+def step_funnel(step: StepFunnel, currency: str) -> Funnel:
+    """A step's funnel: each level with its count and its share of the messages sent."""
+
+    def level(name: str, count: int) -> Bar:
+        share = f" · {count / step.sent:.1%} of sent" if step.sent and name != "sent" else ""
+        return Bar(name, count, f"{count} {name}{share}")
+
+    earned = f"{step.revenue:,.2f} {currency}"
+    not_sent = not_sent_text(step)
+    return Funnel(
+        f"{step.stage} · {step.template} ({step.channel}) — {step.converted} converted, {earned}"
+        + (f" · not sent: {not_sent}" if not_sent else ""),
+        [
+            level("sent", step.sent),
+            level("delivered", step.delivered),
+            level("opened", step.opened),
+            level("clicked", step.clicked),
+            level("converted", step.converted),
+        ],
+    )
 
 
 def _experiments(report: ExperimentsReport, currency: str) -> Section:
@@ -74,13 +93,19 @@ def _experiments(report: ExperimentsReport, currency: str) -> Section:
             )
             for arm in split.arms
         ]
-        charts.append(interval_chart(f"{split.journey_id} · {split.split}: conversion within {split.window}", arms))
+        charts.append(
+            interval_chart(f"{split.journey_id} · {split.split}: conversion within {split.window}", arms)
+        )
         if split.winner is not None:
-            notes.append(f"{split.journey_id} · {split.split}: {split.winner.arm} won on {split.winner.decided_at:%Y-%m-%d %H:%M}")
+            notes.append(
+                f"{split.journey_id} · {split.split}: {split.winner.arm} won on {split.winner.decided_at:%Y-%m-%d %H:%M}"
+            )
     programme = report.programme
     if programme is not None:
         interval = (
-            f" ({programme.interval.low:+,.2f} to {programme.interval.high:+,.2f})" if programme.interval else ""
+            f" ({programme.interval.low:+,.2f} to {programme.interval.high:+,.2f})"
+            if programme.interval
+            else ""
         )
         notes.append(
             f"The whole programme against the {programme.holdout_percent:g} % control group: "
@@ -128,11 +153,23 @@ def _lifecycle(report: LifecycleReport) -> Section:
     money = report.currency
     notes.append(
         f"{orders.purchases} orders by {orders.customers} customers · revenue {orders.revenue:,.2f} {money}"
-        + (f" · average order {orders.average_order_value:,.2f} {money}" if orders.average_order_value else "")
-        + (f" · repeat purchase rate {orders.repeat_purchase_rate:.1%}" if orders.repeat_purchase_rate is not None else "")
+        + (
+            f" · average order {orders.average_order_value:,.2f} {money}"
+            if orders.average_order_value
+            else ""
+        )
+        + (
+            f" · repeat purchase rate {orders.repeat_purchase_rate:.1%}"
+            if orders.repeat_purchase_rate is not None
+            else ""
+        )
     )
     if report.clv_to_date is not None:
         notes.append(f"Revenue per customer to date (CLV): {report.clv_to_date:,.2f} {money}")
-    notes.append(f"NPS {nps.score:+.0f} ({nps.responses} answers)" if nps.score is not None else "NPS: no answers yet")
-    notes.append(f"CAC {acquisition.cac:,.2f} {money}" if acquisition.cac is not None else "CAC: not available")
+    notes.append(
+        f"NPS {nps.score:+.0f} ({nps.responses} answers)" if nps.score is not None else "NPS: no answers yet"
+    )
+    notes.append(
+        f"CAC {acquisition.cac:,.2f} {money}" if acquisition.cac is not None else "CAC: not available"
+    )
     return Section("lifecycle", "Lifecycle", charts, notes)

@@ -32,10 +32,11 @@ async def experiments(
     95 % Wilson interval, the difference to the holdout (or the first arm) with Newcombe's
     interval and a two-proportion z-test p-value, revenue per customer, the winner; and, with
     CYKLO_GLOBAL_HOLDOUT_PERCENT set, the programme's incremental revenue per customer."""
-    return await asyncio.to_thread(_report, settings, journey, Period.of(since, until))
+    return await asyncio.to_thread(read_experiments, settings, journey, Period.of(since, until))
 
 
-def _report(settings: Settings, journey: str | None, period: Period) -> ExperimentsReport:
+def read_experiments(settings: Settings, journey: str | None, period: Period) -> ExperimentsReport:
+    """The experiments report from the database settings name (also `cyklo report`'s section)."""
     with session_for(settings.database_url, read_only=True) as session:
         return experiments_report(
             session,

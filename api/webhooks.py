@@ -27,6 +27,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 
 from activities.sms import TWILIO_OUTCOMES
+from api.bounded_json import BoundedJsonRoute
 from api.dependencies import RouterDep, SettingsDep
 from definition.statuses import MessageStatus
 from routing.events import EventRouter, IncomingEvent
@@ -57,7 +58,7 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9_.:=-]{1,100}$")
 """What a provider's id looks like: only such ids are echoed in logs and answers."""
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], route_class=BoundedJsonRoute)
 
 
 def _forbidden(reason: str) -> HTTPException:

@@ -18,22 +18,24 @@ def _numbers(text: str, kind: type) -> list:  # type: ignore[type-arg]
 
 
 def bench(
-    customers: Annotated[int, typer.Option(help="Throughput: workflows (a) and sign-ups (b).", min=1)] = 2000,
+    customers: Annotated[
+        int, typer.Option(help="Throughput: workflows (a) and sign-ups (b) in each round.", min=1)
+    ] = 500,
+    rounds: Annotated[
+        int, typer.Option(help="Throughput and latency: rounds of baseline then cyklo, in turn.", min=1)
+    ] = 3,
     concurrency: Annotated[int, typer.Option(help="Starts or events in flight at once.", min=1)] = 100,
-    in_journey: Annotated[
-        int, typer.Option(help="Latency: customers asleep in the journey at least.", min=0)
-    ] = 1000,
     rate: Annotated[float, typer.Option(help="Latency: purchases per second.", min=0.1)] = 20.0,
     seconds: Annotated[
-        float, typer.Option(help="Latency: how long purchases come at that rate.", min=1)
-    ] = 30.0,
+        float, typer.Option(help="Latency: how long purchases come at that rate, each half-round.", min=1)
+    ] = 15.0,
     ramp: Annotated[
         str, typer.Option(help="Latency: higher rates tried in turn until p99 passes 1 s.")
     ] = "30,40,60,80,120",
     ramp_seconds: Annotated[float, typer.Option(help="Latency: seconds at each higher rate.", min=1)] = 10.0,
     sleeping: Annotated[
         str, typer.Option(help="Memory: worker RSS at these numbers of sleeping customers.")
-    ] = "1000,10000",
+    ] = "1000,5000",
     history_purchases: Annotated[int, typer.Option(help="History: purchases of one customer.", min=1)] = 1000,
     simulations: Annotated[int, typer.Option(help="Simulation: runs (the fastest counts).", min=1)] = 3,
     scenario: Annotated[Path, typer.Option(help="Simulation: the customer-year simulated.")] = Path(
@@ -55,9 +57,19 @@ def bench(
         bool, typer.Option(help="Keep the temporary folder (logs, databases, raw profile).")
     ] = False,
     as_markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
+    scale_out: Annotated[
+        bool, typer.Option("--scale-out", help="Throughput rounds again: 2 workers, 2 APIs, PostgreSQL.")
+    ] = False,
+    base_customers: Annotated[
+        int, typer.Option(help="Base (--only base): customers signed up and left asleep.", min=1)
+    ] = 100_000,
+    base_step: Annotated[int, typer.Option(help="Base: RSS and sizes read every this many.", min=1)] = 10000,
+    postgres_url: Annotated[
+        str, typer.Option(help="Scale-out: the PostgreSQL server (a fresh database is made on it per run).")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
 ) -> None:
-    """Run the benchmarks: throughput against a raw-Temporal baseline, purchase latency,
-    simulation speed, worker memory, history size and a worker profile."""
+    """Run the benchmarks: throughput and latency in rounds against a raw-Temporal baseline,
+    simulation speed, worker memory, history size, a worker profile; a base on request."""
     from rich.console import Console
 
     try:
@@ -88,7 +100,7 @@ def bench(
     options = Options(
         customers=customers,
         concurrency=concurrency,
-        in_journey=in_journey,
+        rounds=rounds,
         rate=rate,
         seconds=seconds,
         ramp=rates,
@@ -104,6 +116,10 @@ def bench(
         only=selected,
         output=output,
         keep=keep,
+        scale_out=scale_out,
+        base_customers=base_customers,
+        base_step=base_step,
+        postgres_url=postgres_url,
     )
     console = Console(stderr=True)
     results = asyncio.run(run_suite(options, console))

@@ -18,22 +18,31 @@ SIGNUP_BATCH = 50
 
 
 class ShopClient:
-    def __init__(self, api_url: str, api_key: str) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=api_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=120,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
-        )
+    """`api_url`: one API, or several (scale-out) that take the requests in turn."""
+
+    def __init__(self, api_url: str | list[str], api_key: str) -> None:
+        self.apis = [
+            httpx.AsyncClient(
+                base_url=url,
+                headers={"Authorization": f"Bearer {api_key}"},
+                timeout=120,
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+            )
+            for url in ([api_url] if isinstance(api_url, str) else api_url)
+        ]
+        self.http = self.apis[0]
+        self._turn = 0
 
     async def __aenter__(self) -> ShopClient:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        await self.http.aclose()
+        for http in self.apis:
+            await http.aclose()
 
     async def post_events(self, events: list[dict[str, Any]]) -> None:
-        response = await self.http.post("/v1/events", json=events)
+        self._turn += 1
+        response = await self.apis[self._turn % len(self.apis)].post("/v1/events", json=events)
         if response.status_code != 202:
             raise RuntimeError(f"POST /v1/events answered {response.status_code}: {response.text[:300]}")
         body = response.json()

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,33 +59,40 @@ def cpu_delta(before: dict[str, float], after: dict[str, float], customers: int)
 # --- journey throughput vs the limit ----------------------------------------------------
 
 
-async def baseline_throughput(stack: Stack, count: int, concurrency: int, phase: Phase) -> dict[str, Any]:
-    """(a) N workflows of one no-op activity each, started as the router starts journeys."""
-    run = time.strftime("%H%M%S")
+async def start_baseline(stack: Stack, run: Callable[[Any, str], Awaitable[Any]], customer: str) -> None:
+    """A raw-Temporal workflow started exactly as cyklo's router starts a journey: signal-with-start
+    of the sign-up, `USE_EXISTING`, the same search attributes and data converter."""
+    await stack.client.start_workflow(
+        run,
+        customer,
+        id=workflow_id("baseline", customer),
+        task_queue=BASELINE_QUEUE,
+        start_signal="event",
+        start_signal_args=[
+            JourneyEvent(event_id=f"signup-{customer}", type="signed_up", occurred_at=datetime.now(UTC))
+        ],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(CUSTOMER_ID, customer), SearchAttributePair(JOURNEY_ID, "baseline")]
+        ),
+    )
+
+
+async def baseline_throughput(
+    stack: Stack, count: int, concurrency: int, phase: Phase, prefix: str = ""
+) -> dict[str, Any]:
+    """(a) N workflows of one no-op activity each, started as the router starts journeys;
+    their customers are `prefix`0, 1, … (fresh ones by default)."""
+    prefix = prefix or f"base-{time.strftime('%H%M%S')}-"
     advance = phase("baseline: workflows started and done", count)
     gate = asyncio.Semaphore(concurrency)
 
     async def start(index: int) -> None:
-        customer = f"base-{run}-{index}"
+        customer = f"{prefix}{index}"
         async with gate:
-            await stack.client.start_workflow(
-                BaselineWorkflow.run,
-                customer,
-                id=workflow_id("baseline", customer),
-                task_queue=BASELINE_QUEUE,
-                start_signal="event",
-                start_signal_args=[
-                    JourneyEvent(
-                        event_id=f"signup-{customer}", type="signed_up", occurred_at=datetime.now(UTC)
-                    )
-                ],
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(CUSTOMER_ID, customer), SearchAttributePair(JOURNEY_ID, "baseline")]
-                ),
-            )
+            await start_baseline(stack, BaselineWorkflow.run, customer)
 
-    query = f'WorkflowType = "{BASELINE_WORKFLOW}" AND ExecutionStatus = "Completed" AND CustomerId STARTS_WITH "base-{run}-"'
+    query = f'WorkflowType = "{BASELINE_WORKFLOW}" AND ExecutionStatus = "Completed" AND CustomerId STARTS_WITH "{prefix}"'
     before, began = stack.cpu_seconds(), time.monotonic()
     starting = asyncio.gather(*(start(index) for index in range(count)))
     done = 0
@@ -106,25 +113,6 @@ async def baseline_throughput(stack: Stack, count: int, concurrency: int, phase:
     }
 
 
-async def journey_throughput(
-    stack: Stack, shop: ShopClient, customers: list[str], concurrency: int, phase: Phase
-) -> dict[str, Any]:
-    """(b) N customers sign up through the API and event router; done when every welcome
-    email has reached the provider emulator."""
-    stack.add_customers(customers)
-    await stack.quiet()
-    advance = phase("cyklo: customers welcomed", len(customers))
-    before, began = stack.cpu_seconds(), time.monotonic()
-    await _welcome(stack, shop, customers, concurrency, advance)
-    elapsed = time.monotonic() - began
-    return {
-        "customers": len(customers),
-        "seconds": round(elapsed, 2),
-        "per_second": round(len(customers) / elapsed, 2),
-        "cpu_ms_per_customer": cpu_delta(before, stack.cpu_seconds(), len(customers)),
-    }
-
-
 async def enrol(
     stack: Stack, shop: ShopClient, customers: list[str], concurrency: int, phase: Phase, what: str
 ) -> None:
@@ -132,12 +120,12 @@ async def enrol(
     if not customers:
         return
     stack.add_customers(customers)
-    await _welcome(
+    await welcome(
         stack, shop, customers, concurrency, phase(what, len(customers)) if what else (lambda _: None)
     )
 
 
-async def _welcome(
+async def welcome(
     stack: Stack, shop: ShopClient, customers: list[str], concurrency: int, advance: Advance
 ) -> None:
     """Sign the customers up; return once every welcome email has reached the emulator."""
@@ -174,12 +162,12 @@ async def purchase_latency(
     return {
         "rate_per_second": rate,
         "purchases": len(purchases),
-        "from_202_to_thank_you_ms": {k: _ms(v) for k, v in distribution(latencies).items()},
-        "api_response_ms": {k: _ms(v) for k, v in distribution(api).items()},
+        "from_202_to_thank_you_ms": {k: ms(v) for k, v in distribution(latencies).items()},
+        "api_response_ms": {k: ms(v) for k, v in distribution(api).items()},
     }
 
 
-def _ms(value: float) -> float:
+def ms(value: float) -> float:
     return round(value * 1000, 1) if isinstance(value, float) else value
 
 
@@ -391,3 +379,60 @@ async def signup_profile(
     except ProfileFailed as failure:
         return {"customers": len(customers), "error": str(failure)}
     return {"customers": len(customers), "raw_stacks": str(output), **top_functions(output)}
+
+
+# --- a real base ----------------------------------------------------------------------------
+
+
+async def real_base(
+    stack: Stack, shop: ShopClient, customers: int, step: int, concurrency: int, phase: Phase
+) -> dict[str, Any]:
+    """`customers` signed up and welcomed, then asleep in the journey (a 3-day wait), `step` at a
+    time; at every step the time so far, the worker's RSS at rest and both databases' sizes."""
+    advance = phase(f"base: {customers} customers signed up and asleep", customers)
+    marks = sorted({*range(step, customers, step), customers})
+    steps: list[dict[str, Any]] = []
+    enrolled, began = 0, time.monotonic()
+    for mark in marks:
+        await enrol(stack, shop, [f"base-{index}" for index in range(enrolled, mark)], concurrency, phase, "")
+        advance(mark - enrolled)
+        enrolled = mark
+        elapsed = time.monotonic() - began
+        await asyncio.sleep(3)  # the worker at rest
+        assert stack.worker is not None
+        temporal_bytes = sum(
+            path.stat().st_size for path in stack.folder.glob("temporal.db*") if path.is_file()
+        )
+        cyklo_bytes = database_bytes(stack.settings.database_url)
+        steps.append(
+            {
+                "customers": mark,
+                "seconds": round(elapsed, 1),
+                "worker_rss_mib": _mib(stack.worker.memory_info().rss),
+                "temporal_db_mib": _mib(temporal_bytes),
+                "cyklo_db_mib": _mib(cyklo_bytes),
+                "temporal_db_kib_per_customer": round(temporal_bytes / 1024 / mark, 2),
+                "cyklo_db_kib_per_customer": round(cyklo_bytes / 1024 / mark, 2),
+            }
+        )
+    first, last = steps[0], steps[-1]
+    return {
+        "customers": customers,
+        "sign_up_seconds": last["seconds"],
+        "sign_ups_per_second": round(customers / last["seconds"], 1),
+        "steps": steps,
+        "rss_growth_percent": round((last["worker_rss_mib"] / first["worker_rss_mib"] - 1) * 100, 1),
+        "workflow_cache_size": stack.settings.workflow_cache_size,
+    }
+
+
+def database_bytes(url: str) -> int:
+    """The cyklo database's size: the SQLite file (and its WAL), or PostgreSQL's own count."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as db:
+        row = db.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0

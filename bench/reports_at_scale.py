@@ -1,10 +1,13 @@
-"""`cyklo bench-reports`: the journey report on PostgreSQL at scale (docs/benchmarks.md).
+"""`cyklo bench-reports`: the journey and experiment reports on PostgreSQL at scale
+(docs/benchmarks.md).
 
 A fresh database is filled by COPY with a year of one journey's ledger (a million messages
 over 100,000 customers by default, every status and reason the send writes, test sends
-among them), 200,000 purchases, stage entries and unsubscribes; then `cyklo report
---rebuild`'s recomputation of the conversions is timed once and the journey report for the
-whole year and for one month several times. A benchmark, not a test: it asserts nothing
+among them), 200,000 purchases, stage entries, unsubscribes, the customers' profiles and
+every customer's arm of one split (holdout included); then `cyklo report --rebuild`'s
+recomputation of the conversions is timed once, and the journey report and the experiments
+report (with the programme against a 5 % global control group) for the whole year and for
+one month several times. A benchmark, not a test: it asserts nothing
 but prints the figures and writes them as JSON.
 """
 
@@ -18,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +30,10 @@ import typer
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 JOURNEY = "lifecycle"
+SPLIT = "welcome_subject"
+ARMS = [("short", 45), ("personal", 45), (None, 10)]
+"""The split's arms and weights; None is its holdout."""
+GLOBAL_HOLDOUT_PERCENT = 5.0
 START = datetime(2026, 1, 1, tzinfo=UTC)
 YEAR = 365 * 86400
 
@@ -95,7 +103,7 @@ def fill(url: str, messages: int, purchases: int, customers: int, seed: int = 11
                     )
                 )
         with cursor.copy(
-            "COPY events (event_id, customer_id, type, occurred_at, received_at, properties) FROM STDIN"
+            "COPY events (event_id, customer_id, type, occurred_at, received_at, properties, amount) FROM STDIN"
         ) as copy:
             for number in range(purchases):
                 properties = {"order_id": f"o-{number}", "amount": round(chance.uniform(20, 900), 2)}
@@ -107,6 +115,7 @@ def fill(url: str, messages: int, purchases: int, customers: int, seed: int = 11
                         START + timedelta(seconds=chance.randrange(YEAR)),
                         now,
                         json.dumps(properties),
+                        properties["amount"],
                     )
                 )
         with cursor.copy(
@@ -140,6 +149,25 @@ def fill(url: str, messages: int, purchases: int, customers: int, seed: int = 11
                         START + timedelta(seconds=chance.randrange(YEAR)),
                     )
                 )
+        with cursor.copy(
+            "COPY customers (id, locale, timezone, consent_email, consent_sms, email_suppressed, "
+            "sms_suppressed, attributes, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for customer in range(customers):
+                signed_up = START + timedelta(seconds=chance.randrange(YEAR))
+                copy.write_row(
+                    (f"c-{customer}", "pl", "Europe/Warsaw", True, True, False, False, "{}", signed_up, now)
+                )
+        arms = [arm for arm, _ in ARMS]
+        arm_weights = [weight for _, weight in ARMS]
+        with cursor.copy(
+            "COPY experiment_assignments (journey_id, split, customer_id, instance, arm, by_winner, "
+            "assigned_at) FROM STDIN"
+        ) as copy:
+            for customer in range(customers):
+                arm = chance.choices(arms, arm_weights)[0]
+                assigned = START + timedelta(seconds=chance.randrange(YEAR))
+                copy.write_row((JOURNEY, SPLIT, f"c-{customer}", "i0", arm, False, assigned))
         connection.commit()
     with psycopg.connect(url, autocommit=True) as connection:
         # Fresh statistics and visibility map, as autovacuum would leave them: the planner's
@@ -154,6 +182,7 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def measure(url: str, messages: int, purchases: int, customers: int, runs: int) -> dict[str, Any]:
+    from reports.experiments import experiments_report
     from reports.funnel import Period, journey_funnel
     from storage import conversions
     from storage.database import migrate, session_for
@@ -169,19 +198,35 @@ def measure(url: str, messages: int, purchases: int, customers: int, runs: int) 
         "month": Period.of(date(2026, 6, 1), date(2026, 6, 30)),
     }
     figures: dict[str, Any] = {}
+    experiment_figures: dict[str, Any] = {}
     for name, period in periods.items():
-        seconds = []
-        for _ in range(runs):
-            with session_for(url, read_only=True) as session:
-                started = time.perf_counter()
-                funnel = journey_funnel(session, JOURNEY, period, "PLN")
-                seconds.append(time.perf_counter() - started)
+        seconds, funnel = repeated(
+            url, runs, partial(journey_funnel, journey_id=JOURNEY, period=period, currency="PLN")
+        )
         figures[name] = {
-            "best_s": round(min(seconds), 3),
-            "median_s": round(statistics.median(seconds), 3),
+            **seconds,
             "sent": funnel.sent,
             "converted": funnel.converted,
             "revenue": funnel.revenue,
+        }
+        seconds, report = repeated(
+            url,
+            runs,
+            partial(
+                experiments_report,
+                since=period.since,
+                until=period.until,
+                holdout_percent=GLOBAL_HOLDOUT_PERCENT,
+            ),
+        )
+        [split] = report.splits
+        experiment_figures[name] = {
+            **seconds,
+            "customers": sum(arm.customers for arm in split.arms),
+            "converted": sum(arm.converted for arm in split.arms),
+            "programme_customers": report.programme.treated.customers + report.programme.control.customers
+            if report.programme is not None
+            else 0,
         }
     return {
         "messages": messages,
@@ -191,7 +236,22 @@ def measure(url: str, messages: int, purchases: int, customers: int, runs: int) 
         "rebuild_s": round(rebuild_seconds, 1),
         "conversions": credited,
         "journey_report": figures,
+        "experiments_report": experiment_figures,
     }
+
+
+def repeated(url: str, runs: int, report: Callable[[Any], Any]) -> tuple[dict[str, float], Any]:
+    """Best and median seconds of `runs` runs of the report, each in a fresh read-only
+    session, and the last run's answer."""
+    from storage.database import session_for
+
+    seconds = []
+    for _ in range(runs):
+        with session_for(url, read_only=True) as session:
+            started = time.perf_counter()
+            answer = report(session)
+            seconds.append(time.perf_counter() - started)
+    return {"best_s": round(min(seconds), 3), "median_s": round(statistics.median(seconds), 3)}, answer
 
 
 @contextmanager
@@ -227,7 +287,7 @@ def bench_reports(
     output: Annotated[Path, typer.Option(help="Where the JSON goes.")] = Path("bench-reports.json"),
 ) -> None:
     """Fill PostgreSQL with a journey's year (1,000,000 messages, 200,000 purchases) and time
-    the conversions' rebuild and the journey report."""
+    the conversions' rebuild, the journey report and the experiments report."""
     with fresh_database(postgres_url, keep) as url:
         results = measure(url, messages, purchases, customers, runs)
         if keep:
@@ -241,5 +301,11 @@ def bench_reports(
         typer.echo(
             f"journey report, {name}: best {figure['best_s']} s, median {figure['median_s']} s "
             f"({figure['sent']:,} sent, {figure['converted']:,} converted)"
+        )
+    for name, figure in results["experiments_report"].items():
+        typer.echo(
+            f"experiments report, {name}: best {figure['best_s']} s, median {figure['median_s']} s "
+            f"({figure['customers']:,} customers in the split, {figure['converted']:,} converted; "
+            f"programme over {figure['programme_customers']:,} customers)"
         )
     typer.echo(f"figures written to {output}")

@@ -6,6 +6,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,24 +17,27 @@ import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import measures
+from bench import measures, rounds
 from bench.load import ShopClient
-from bench.stack import running_stack
+from bench.stack import fresh_database, running_stack
 from connection import installed_binary
+from settings import get_settings
 
-BENCHMARKS = ("simulation", "throughput", "latency", "history", "profile", "memory")
+BENCHMARKS = ("simulation", "throughput", "latency", "history", "profile", "memory", "base")
+DEFAULTS = BENCHMARKS[:-1]
+"""The base (100,000 sign-ups, most of an hour here) runs only when asked for."""
 
 
 @dataclass
 class Options:
-    customers: int = 2000
+    customers: int = 500
+    rounds: int = 3
     concurrency: int = 100
-    in_journey: int = 1000
     rate: float = 20.0
-    seconds: float = 30.0
+    seconds: float = 15.0
     ramp: list[float] = field(default_factory=lambda: [30.0, 40.0, 60.0, 80.0, 120.0])
     ramp_seconds: float = 10.0
-    sleeping: list[int] = field(default_factory=lambda: [1000, 10000])
+    sleeping: list[int] = field(default_factory=lambda: [1000, 5000])
     history_purchases: int = 1000
     simulations: int = 3
     scenario: Path = Path("scenarios/sample.yaml")
@@ -41,9 +45,13 @@ class Options:
     workflow_cache_size: int = 1000
     events_per_run: int = 500
     journeys: Path = Path("journeys")
-    only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
+    only: list[str] = field(default_factory=lambda: list(DEFAULTS))
     output: Path = Path("bench-results.json")
     keep: bool = False
+    scale_out: bool = False
+    base_customers: int = 100_000
+    base_step: int = 10000
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def machine() -> dict[str, Any]:
@@ -65,7 +73,25 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "temporal": temporal,
         "os": platform.platform(),
+        # Other work on the 2 cores moves every figure: the 1, 5 and 15 minute load averages.
+        "load": " / ".join(f"{load:.1f}" for load in os.getloadavg()),
     }
+
+
+def commit() -> str:
+    found = subprocess.run(  # noqa: S603 - git, for the commit the figures come from
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,  # noqa: S607
+    )
+    dirty = subprocess.run(  # noqa: S603
+        ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,  # noqa: S607
+    )
+    return found.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") or "?"
 
 
 def _read(path: str) -> str:
@@ -79,7 +105,10 @@ async def run_suite(options: Options, console: Console) -> dict[str, Any]:
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(),
+        "command": "cyklo bench " + " ".join(sys.argv[1:]),
+        "commit": commit(),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "workflow_sandbox": get_settings().workflow_sandbox,
     }
     began = time.monotonic()
     with Progress(
@@ -99,7 +128,7 @@ async def run_suite(options: Options, console: Console) -> dict[str, Any]:
             results["simulation"] = await measures.simulation_speed(
                 options.journeys, options.scenario, options.simulations, phase
             )
-        stack_needed = set(options.only) - {"simulation"}
+        stack_needed = set(options.only) - {"simulation"} or options.scale_out
         if stack_needed:
             folder = Path(tempfile.mkdtemp(prefix="cyklo-bench-"))
             results["folder"] = str(folder)
@@ -108,12 +137,15 @@ async def run_suite(options: Options, console: Console) -> dict[str, Any]:
             ) as stack:
                 async with ShopClient(stack.api_url, stack.api_key) as shop:
                     await _with_stack(options, stack, shop, phase, results, folder)
+            if options.scale_out:
+                results["scale_out"] = await _scale_out(options, folder, phase)
             if not options.keep:
                 shutil.rmtree(folder, ignore_errors=True)
                 results["folder"] = None
                 if "profile" in results:
                     results["profile"]["raw_stacks"] = None  # it was in the folder: --keep keeps it
     results["seconds"] = round(time.monotonic() - began, 1)
+    results["machine"]["load_after"] = " / ".join(f"{load:.1f}" for load in os.getloadavg())
     return results
 
 
@@ -125,20 +157,15 @@ async def _with_stack(
     results: dict[str, Any],
     folder: Path,
 ) -> None:
-    # Customers asleep in the journey's first stage, for the purchases of the latency run.
-    asleep: list[str] = []
     if "throughput" in options.only:
-        baseline = await measures.baseline_throughput(stack, options.customers, options.concurrency, phase)
-        customers = [f"tp-{index}" for index in range(options.customers)]
-        journey = await measures.journey_throughput(stack, shop, customers, options.concurrency, phase)
-        asleep += customers
-        results["throughput"] = {
-            "baseline": baseline,
-            "cyklo": journey,
-            "ratio": round(journey["per_second"] / baseline["per_second"], 3),
-        }
+        results["throughput"] = await rounds.throughput(
+            stack, shop, options.rounds, options.customers, options.concurrency, phase
+        )
     if "latency" in options.only:
-        results["latency"] = await _latency(options, stack, shop, phase, asleep)
+        results["latency"] = await rounds.latency(
+            stack, shop, options.rounds, options.rate, options.seconds, options.concurrency, phase
+        )
+        results["latency"].update(await _knee(options, stack, shop, phase))
     if "history" in options.only:
         results["history"] = await measures.history_after_purchases(
             stack, shop, "history-1", options.history_purchases, phase
@@ -152,54 +179,43 @@ async def _with_stack(
         results["memory"] = await measures.worker_memory(
             stack, shop, options.sleeping, options.concurrency, phase, "mem"
         )
+    if "base" in options.only:
+        await stack.start_worker()  # a fresh worker: its RSS is the base's alone
+        results["base"] = await measures.real_base(
+            stack, shop, options.base_customers, min(options.base_step, options.base_customers),
+            options.concurrency, phase,
+        )  # fmt: skip
 
 
-async def _latency(
-    options: Options, stack: Any, shop: ShopClient, phase: measures.Phase, asleep: list[str]
-) -> dict[str, Any]:
-    """Warm: purchases of customers who entered the journey just before, `in_journey` of them,
-    whom the worker still holds in its cache (as it holds the customers active right now).
-    Cold: the same rate after a worker restart, so that every purchase first replays the
-    customer's history, as for a customer who signed up weeks ago."""
-    enrolled = 0
+async def _scale_out(options: Options, folder: Path, phase: measures.Phase) -> dict[str, Any]:
+    """The throughput rounds again on 2 workers and 2 APIs against a fresh PostgreSQL
+    database, on a Temporal server of their own."""
+    scaled = folder / "scale-out"
+    scaled.mkdir()
+    with fresh_database(options.postgres_url, options.keep, "cyklo_bench") as url:
+        async with running_stack(
+            scaled, options.journeys, options.workflow_cache_size, options.events_per_run,
+            database_url=url, workers=2, apis=2,
+        ) as stack:  # fmt: skip
+            async with ShopClient(stack.api_urls, stack.api_key) as shop:
+                measured = await rounds.throughput(
+                    stack, shop, options.rounds, options.customers, options.concurrency, phase, label="so"
+                )
+    return {"workers": 2, "apis": 2, "database": "postgresql", **measured}
 
-    async def enrol(count: int) -> list[str]:
-        nonlocal enrolled
-        fresh = [f"lat-{index}" for index in range(enrolled, enrolled + count)]
-        enrolled += count
-        await measures.enrol(stack, shop, fresh, options.concurrency, phase, "latency: customers asleep")
-        return fresh
 
-    pool = await enrol(options.in_journey)
-
-    async def take(count: int) -> list[str]:
-        if len(pool) < count:
-            pool.extend(await enrol(count - len(pool)))
-        taken = pool[:count]
-        del pool[:count]
-        return taken
-
-    count = int(options.rate * options.seconds)
-    warm = await measures.purchase_latency(stack, shop, await take(count), options.rate, phase)
+async def _knee(options: Options, stack: Any, shop: ShopClient, phase: measures.Phase) -> dict[str, Any]:
+    """Cached customers at higher and higher rates, fresh ones each, until p99 passes 1 s."""
     steps = []
     crossing = None
-    for rate in options.ramp:
-        step = await measures.purchase_latency(
-            stack, shop, await take(int(rate * options.ramp_seconds)), rate, phase
+    for number, rate in enumerate(options.ramp):
+        customers = [f"ramp-{number}-{index}" for index in range(int(rate * options.ramp_seconds))]
+        await measures.enrol(
+            stack, shop, customers, options.concurrency, phase, f"ramp {rate:g}/s: customers asleep"
         )
+        step = await measures.purchase_latency(stack, shop, customers, rate, phase)
         steps.append(step)
         if step["from_202_to_thank_you_ms"]["p99"] > 1000:
             crossing = rate
             break
-    cold_customers = [*asleep, *pool][:count]
-    cold_customers += await enrol(count - len(cold_customers))
-    await stack.quiet()
-    await stack.start_worker()
-    cold = await measures.purchase_latency(stack, shop, cold_customers, options.rate, phase, "cold worker")
-    return {
-        "customers_in_journey": options.in_journey,
-        "warm": warm,
-        "ramp": steps,
-        "p99_over_1s_at_rate": crossing,
-        "cold": cold,
-    }
+    return {"ramp": steps, "p99_over_1s_at_rate": crossing}

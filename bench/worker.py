@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.worker import Worker
 
-from bench.baseline import BASELINE_QUEUE, BaselineWorkflow, noop
+from bench.baseline import BASELINE_QUEUE, BaselineWorkflow, SignalBaselineWorkflow, arrived, noop
+from bench.counting import count_transactions
 from connection import connect
 from process.shutdown import Stop, run_until_stopped
 from settings import get_settings
@@ -28,9 +29,9 @@ async def main(stop: Stop) -> None:
         baseline = Worker(
             client,
             task_queue=BASELINE_QUEUE,
-            workflows=[BaselineWorkflow],
-            activities=[noop],
-            workflow_runner=workflow_runner(),
+            workflows=[BaselineWorkflow, SignalBaselineWorkflow],
+            activities=[noop, arrived],
+            workflow_runner=workflow_runner(sandboxed=settings.workflow_sandbox),
             activity_executor=executor,
             max_concurrent_activities=ACTIVITY_THREADS,
             max_cached_workflows=settings.workflow_cache_size,
@@ -40,4 +41,5 @@ async def main(stop: Stop) -> None:
 
 
 if __name__ == "__main__":
+    count_transactions()
     run_until_stopped(main)

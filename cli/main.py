@@ -6,9 +6,11 @@ import typer
 
 from bench.command import bench
 from bench.faults.command import faults
+from bench.imports import bench_import
 from bench.reports_at_scale import bench_reports
 from cli.api import api
 from cli.dev import dev
+from cli.imports import customers, import_app, orders, start
 from cli.journey_tests import test
 from cli.platform import act, customer_app, event, inspect, put_customer
 from cli.preview import preview
@@ -53,10 +55,14 @@ for _command in (
     faults,
     bench_reports,
     report_lifecycle,
+    bench_import,
 ):
     app.command()(guarded(_command))
 customer_app.command("put")(guarded(put_customer))
 app.add_typer(customer_app, name="customer")
+for _import in (customers, orders, start):
+    import_app.command()(guarded(_import))
+app.add_typer(import_app, name="import")
 
 
 if __name__ == "__main__":

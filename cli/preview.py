@@ -14,6 +14,7 @@ import typer
 from activities.previews import JourneyMessage, choose_journey, choose_message
 from activities.previews import preview as render_preview
 from activities.samples import load_customer, load_event
+from cli.output import json_text
 from definition import templates
 from definition.channels import Channel
 from definition.context import CustomerView, EventView
@@ -58,7 +59,7 @@ def preview(
     if shown.html is not None and (open_browser or not as_json):
         html_file = write_html(chosen.journey.journey, template, used, shown.html)
     if as_json:
-        typer.echo(shown.model_dump_json(indent=2))
+        typer.echo(json_text(shown))
     else:
         wanted = locale or (who["locale"] if who else None)
         if wanted and wanted != used:

@@ -1,5 +1,5 @@
-"""`cyklo report-experiments`: every split's arms compared, and the programme against the
-global control group, from the database."""
+"""`cyklo report-experiments`: the experiments section of `cyklo report` alone — every
+split's arms compared, and the programme against the global control group."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cli.report import day_or_time, echo, experiments_section, one_format
 from settings import get_settings
 
 
@@ -16,7 +17,9 @@ def report_experiments(
     since: Annotated[
         str | None, typer.Option(help="Assignments (and purchases) from this date, e.g. 2026-03-01.")
     ] = None,
-    until: Annotated[str | None, typer.Option(help="Up to this date, not included.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Up to this day (included) or before this ISO time.")
+    ] = None,
     json: Annotated[
         bool, typer.Option("--json", help="The report as JSON (as GET /v1/reports/experiments).")
     ] = False,
@@ -25,31 +28,15 @@ def report_experiments(
     """Per split: customers and conversions per arm (a purchase within the window after the
     assignment; holdout included), conversion rate with its 95 % Wilson interval, difference
     to the holdout (or the first arm) with its interval and p-value, revenue per customer.
-    With CYKLO_GLOBAL_HOLDOUT_PERCENT set: the programme's incremental revenue per customer."""
-    from cli.report import day_or_time  # the period is written as for `cyklo report`
-    from reports.experiments import experiments_report
+    With CYKLO_GLOBAL_HOLDOUT_PERCENT set: the programme's incremental revenue per customer.
+    `cyklo report` prints this beside the journeys' funnels and the lifecycle."""
     from reports.funnel import Period
-    from storage.database import session_for
 
-    if json and csv:
-        raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
+    one_format(json, csv)
     period = Period.of(day_or_time(since, "--since"), day_or_time(until, "--until"))
     settings = get_settings()
     database = settings.database_url.removeprefix("sqlite:///")
     if settings.database_url.startswith("sqlite:///") and not Path(database).exists():
         typer.echo(f"cyklo report-experiments: no database at {database} (set CYKLO_DATABASE_URL)", err=True)
         raise typer.Exit(2)
-    with session_for(settings.database_url, read_only=True) as session:
-        report = experiments_report(
-            session,
-            journey_id=journey,
-            since=period.since,
-            until=period.until,
-            holdout_percent=settings.global_holdout_percent,
-        )
-    if json:
-        typer.echo(report.model_dump_json(indent=2))
-    elif csv:
-        typer.echo(report.as_csv(), nl=False)
-    else:
-        typer.echo(report.as_text(), nl=False)
+    echo(experiments_section(settings, journey, period), json, csv)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.output import json_text
 from settings import get_settings
 
 if TYPE_CHECKING:
@@ -39,14 +40,13 @@ def simulate(
     """Simulate journeys for one customer on the time-skipping Temporal server; exit 1 if a
     message failed with a template error."""
     from simulation.expectations import template_failures
-    from simulation.report import as_json as timeline_json
     from simulation.report import as_text
     from simulation.runner import simulate as run_simulation
     from simulation.scenario import load_scenario
 
     loaded = load_scenario(scenario)
     result = asyncio.run(run_simulation(journey_paths(journeys), loaded))
-    typer.echo(timeline_json(result.timeline) if as_json else as_text(result.timeline, result.funnels))
+    typer.echo(json_text(result.timeline) if as_json else as_text(result.timeline, result.funnels))
     broken = template_failures(result.timeline)
     if broken:
         typer.echo(f"cyklo simulate: {template_failure_summary(broken)}", err=True)

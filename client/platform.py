@@ -8,16 +8,30 @@ from typing import Any
 
 import httpx
 
+from definition.problems import SaidToPeople
+
 BATCH = 1000
 
 
-class CykloError(RuntimeError):
-    """The API refused a request; `status` and `detail` say why."""
+class CykloError(SaidToPeople, RuntimeError):
+    """The API refused a request; `status` and `detail` say why, and the text says it as a
+    person reads it: the reason, or one `field: message` line per bad field."""
 
     def __init__(self, status: int, detail: Any) -> None:
-        super().__init__(f"cyklo API {status}: {detail}")
+        super().__init__(_sentence(status, detail))
         self.status = status
         self.detail = detail
+
+
+class CykloUnreachable(ConnectionError):
+    """No cyklo API answered at `url`: nothing listening (`listening` False), or one that took
+    the connection and did not answer in time."""
+
+    def __init__(self, url: str, reason: str, listening: bool = False) -> None:
+        super().__init__(f"no cyklo API at {url} ({reason})" if not listening else f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+        self.listening = listening
 
 
 class Cyklo:
@@ -73,15 +87,27 @@ class Cyklo:
         """pause, resume, skip_wait, move_to (stage=…), exit; CykloError(409) says why one is refused."""
         return self._call("POST", f"/v1/customers/{customer_id}/journeys/{journey_id}/{action}", body)
 
+    def import_start(self, after: str | None = None) -> dict[str, Any]:
+        """Start the `imported` entries for the next page of customers after `after`; the
+        answer's `next_after` is the next page's (None: done)."""
+        return self._call("POST", "/v1/import/start", {"after": after})
+
     def erase(self, customer_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/v1/customers/{customer_id}", None)
 
     def _call(self, method: str, path: str, body: Any, allow: tuple[int, ...] = (200, 202)) -> dict[str, Any]:
-        response = (
-            self._http.request(method, path, json=body)
-            if body is not None
-            else self._http.request(method, path)
-        )
+        try:
+            response = (
+                self._http.request(method, path, json=body)
+                if body is not None
+                else self._http.request(method, path)
+            )
+        except httpx.ConnectTimeout:
+            raise CykloUnreachable(str(self._http.base_url), "no connection in time") from None
+        except httpx.TimeoutException:
+            raise CykloUnreachable(str(self._http.base_url), "no answer in time", listening=True) from None
+        except httpx.TransportError as error:
+            raise CykloUnreachable(str(self._http.base_url), str(error) or "connection failed") from None
         whole_batch_refused = response.status_code == 422 and "results" not in response.text
         if response.status_code not in allow or whole_batch_refused:
             raise CykloError(response.status_code, _detail(response))
@@ -111,3 +137,15 @@ def _detail(response: httpx.Response) -> Any:
         return response.json().get("detail", response.text)
     except ValueError:
         return response.text
+
+
+def _sentence(status: int, detail: Any) -> str:
+    if isinstance(detail, list):
+        fields = [
+            f"  {item.get('field', '?')}: {item.get('message', '')}"
+            if isinstance(item, dict)
+            else f"  {item}"
+            for item in detail
+        ]
+        return "\n".join([f"the cyklo API refused it ({status}):", *fields])
+    return f"the cyklo API refused it ({status}): {detail}"

@@ -139,3 +139,68 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> bool:
         return False
     except Exception as error:  # a type error in a marketer's condition must not crash the workflow
         raise ConditionError(f"condition {expression!r} failed: {error}") from error
+
+
+_METRIC_WORDS = {
+    "orders": "orders",
+    "orders_365d": "orders in the last 365 days",
+    "spent_365d": "spent in the last 365 days",
+    "total_spent": "spent in all",
+    "points": "points",
+    "days_since_last_purchase": "days since the last purchase",
+    "average_order_value": "the average order",
+    "emails_opened": "emails opened",
+    "emails_clicked": "emails clicked",
+    "last_category": "the last category bought",
+    "favourite_categories": "the favourite categories",
+}
+_OPERATOR_WORDS = {
+    "eq": "is",
+    "ne": "is not",
+    "gt": "is more than",
+    "gteq": "is at least",
+    "lt": "is less than",
+    "lteq": "is at most",
+    "in": "is one of",
+    "notin": "is none of",
+}
+_NAME_WORDS = {"previous_stage": "the previous stage", "stage": "the stage"}
+
+
+def in_words(expression: str) -> str:
+    """A condition as support reads it: `orders in the last 365 days is at least 5 or …`. What has
+    no words here (arithmetic, filters, tests) is shown as written, whole."""
+    try:
+        tree = _environment.parse("{{ " + expression + " }}")
+        (output,) = tree.body
+        assert isinstance(output, nodes.Output)
+        (node,) = output.nodes
+        return _words(node)
+    except Exception:  # anything unusual reads best as the marketer wrote it
+        return expression
+
+
+def _words(node: nodes.Node) -> str:
+    match node:
+        case nodes.Or():
+            return f"{_words(node.left)} or {_words(node.right)}"
+        case nodes.And():
+            return f"{_words(node.left)} and {_words(node.right)}"
+        case nodes.Not():
+            return f"not ({_words(node.node)})"
+        case nodes.Compare() if len(node.ops) == 1:
+            (operand,) = node.ops
+            return f"{_words(node.expr)} {_OPERATOR_WORDS[operand.op]} {_words(operand.expr)}"
+        case nodes.Getattr() if isinstance(node.node, nodes.Name) and node.node.name == "metrics":
+            return _METRIC_WORDS[node.attr]
+        case nodes.Getattr() if isinstance(node.node, nodes.Getattr) and node.node.attr == "properties":
+            return f"the event's {node.attr}"
+        case nodes.Name() if node.name in _NAME_WORDS:
+            return _NAME_WORDS[node.name]
+        case nodes.Const() if isinstance(node.value, str):
+            return repr(node.value)
+        case nodes.Const() if isinstance(node.value, int | float) and not isinstance(node.value, bool):
+            return f"{node.value:g}"
+        case nodes.List() | nodes.Tuple():
+            return ", ".join(_words(item) for item in node.items)
+    raise ValueError(f"no words for {type(node).__name__}")

@@ -21,6 +21,10 @@ from typing import Any, assert_never
 
 from definition.identifiers import id_problem
 
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*$"
+"""An event type as events carry it and journeys name it: snake case."""
+MAX_EVENT_TYPE_LENGTH = 100
+
 
 class EventType(StrEnum):
     SIGNED_UP = "signed_up"
@@ -29,6 +33,9 @@ class EventType(StrEnum):
     EMAIL_OPENED = "email_opened"
     EMAIL_CLICKED = "email_clicked"
     REVIEW_SUBMITTED = "review_submitted"
+    IMPORTED = "imported"
+    """Sent by `cyklo import start` only (the API refuses it from a shop): it starts a journey's
+    `imported: true` entries for a customer whose history was imported."""
 
 
 class Meaning(StrEnum):
@@ -151,7 +158,9 @@ def checked_properties(
         problems.append(_undeclared(event_type, name, spec))
     if len(undeclared) > MAX_NAMED_PROBLEMS:
         problems.append(
-            PropertyProblem("", f"and {len(undeclared) - MAX_NAMED_PROBLEMS} more undeclared", undeclared=True)
+            PropertyProblem(
+                "", f"and {len(undeclared) - MAX_NAMED_PROBLEMS} more undeclared", undeclared=True
+            )
         )
     for name, property_spec in spec.items():
         value = properties.get(name)
@@ -243,3 +252,12 @@ def _count(value: Any) -> int | None:
     if isinstance(value, str) and len(value) <= 18 and _WHOLE_TEXT.fullmatch(value):
         return int(value)
     return None
+
+
+def number_in(properties: Mapping[str, Any], name: str) -> float | None:
+    """A numeric property as a float; None when it is missing or not a number (a bool is not).
+    The one reader of amounts, scores and costs, for the ledger's columns and the reports."""
+    value = properties.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)

@@ -25,6 +25,7 @@ from pydantic import (
 
 from definition.channels import Channel
 from definition.durations import Duration
+from definition.events import EventType
 from definition.metrics import METRIC_EVENTS
 
 _NAME = r"^[a-z][a-z0-9_]*$"
@@ -232,9 +233,24 @@ class Transition(_Strict):
 
 
 class Entry(_Strict):
-    on: str = Field(pattern=_NAME)
+    """Where a customer starts: on an event (`on: signed_up`), or, for a customer brought in by
+    `cyklo import`, by the metrics their order history gives (`imported: true`, with `when`)."""
+
+    on: str | None = Field(default=None, pattern=_NAME)
+    imported: bool = False
     when: str | None = None
     to: str
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Entry:
+        if (self.on is None) == (not self.imported):
+            raise ValueError("an entry needs either `on: EVENT` or `imported: true`")
+        return self
+
+    @property
+    def trigger(self) -> str:
+        """The event type that takes this entry: an import's start is the `imported` event."""
+        return self.on if self.on is not None else EventType.IMPORTED
 
 
 class Stage(_Strict):
@@ -286,7 +302,7 @@ class Journey(_Strict):
 
     def event_types(self) -> set[str]:
         """Every event type this journey reacts to; the router sends it these."""
-        types = {entry.on for entry in self.entry} | METRIC_EVENTS
+        types = self.entry_event_types() | METRIC_EVENTS
         for stage in self.stages.values():
             for transition in stage.transitions:
                 types.update(t for t in (transition.on, transition.without) if t)
@@ -296,7 +312,7 @@ class Journey(_Strict):
         return types
 
     def entry_event_types(self) -> set[str]:
-        return {entry.on for entry in self.entry}
+        return {entry.trigger for entry in self.entry}
 
     def sends(self) -> list[tuple[str, SendSpec]]:
         """(stage, send) of every send step, stage by stage in file order."""

@@ -21,6 +21,11 @@ class ProblemsForPeople(Exception):
     prints them as they are, with no trace."""
 
 
+class SaidToPeople(Exception):
+    """An error whose message already says what happened and what to do (a port in use, a
+    key list written wrong): a command prints it as it is, with no class name."""
+
+
 @dataclass(frozen=True)
 class Problem:
     path: Path
@@ -30,7 +35,16 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{shown(self.path)}:{self.line}" if self.line else shown(self.path)
-        return f"{where}: {self.message}"
+        return f"{where}: {one_line(self.message)}"
+
+
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+"""What str.splitlines breaks at: a problem quoting a key or value with one of these must
+still be one `file:line: message` line (found by tests/test_validate_fuzz.py)."""
+
+
+def one_line(text: str) -> str:
+    return "".join(repr(char)[1:-1] if char in LINE_BREAKS else char for char in text)
 
 
 class Report:

@@ -27,6 +27,7 @@ from definition.model import (
     WaitSpec,
     WaitStep,
 )
+from definition.words import wait_in_words
 
 
 @dataclass(frozen=True)
@@ -219,14 +220,6 @@ def label(program: Program, index: int) -> StepLabel | None:
 
 
 def _wait_text(program: Program, index: int, spec: WaitSpec) -> str:
-    words = ["wait"]
-    if spec.duration is not None:
-        words.append(format_duration(spec.duration))
-        if spec.since == "stage":
-            words.append("since entering the stage")
-    if spec.until is not None:
-        words.append(f"until {spec.until.strftime('%H:%M')}")
     following = next((later for later in program[index + 1 :] if isinstance(later, Send)), None)
-    if following is not None:
-        words.append(f"before {following.spec.template}")
-    return " ".join(words)
+    waiting = wait_in_words(spec)
+    return f"{waiting} before {following.spec.template}" if following is not None else waiting

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+NO_CONSENT = "no marketing consent"
+"""How a suppressed message's reason begins when consent was missing (`… for email`): the
+funnel counts these apart from the other suppressions."""
+
 
 class MessageStatus(StrEnum):
     PENDING = "pending"

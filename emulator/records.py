@@ -45,6 +45,17 @@ class RecordedMessage:
         data["received_at"] = self.received_at.isoformat()
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecordedMessage:
+        """What `as_json` wrote: the outbox file read back after a restart."""
+        return cls(
+            **{
+                **data,
+                "channel": Channel(data["channel"]),
+                "received_at": datetime.fromisoformat(data["received_at"]),
+            }
+        )
+
 
 @dataclass
 class Fault:

@@ -13,6 +13,7 @@ emulator.http (the server).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from emulator.http import Server, handler_for
 from emulator.records import RecordedMessage
@@ -28,8 +29,8 @@ class ProviderEmulator(ProviderState):
 
     The port is bound at construction, so `url` is known before `start()`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__()
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, outbox: Path | None = None) -> None:
+        super().__init__(outbox)
         self._server = Server((host, port), handler_for(self))
         self._thread: threading.Thread | None = None
         self._closed = False

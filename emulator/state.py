@@ -3,8 +3,10 @@ where it reports deliveries. Threads of the HTTP server share it behind one lock
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from emulator.records import CHANNELS, Channel, Fault, RecordedMessage, checked_channel
@@ -18,9 +20,12 @@ callback by default, so neither does the emulator: `cyklo reconcile` covers what
 
 
 class ProviderState:
-    def __init__(self) -> None:
+    def __init__(self, outbox: Path | None = None) -> None:
+        """`outbox`: a JSON-lines file that keeps the accepted messages across restarts
+        (`cyklo dev` keeps it in its data folder); without one they live in memory only."""
         self._lock = threading.Lock()
-        self._messages: list[RecordedMessage] = []
+        self._outbox = outbox
+        self._messages: list[RecordedMessage] = _read_outbox(outbox) if outbox is not None else []
         self._attempts: dict[str, int] = dict.fromkeys(CHANNELS, 0)
         self._faults: dict[str, list[Fault]] = {channel: [] for channel in CHANNELS}
         self._held: dict[str, threading.Event] = {}
@@ -75,6 +80,8 @@ class ProviderState:
         self.release()
         with self._lock:
             self._messages.clear()
+            if self._outbox is not None:
+                self._outbox.write_text("")
             self._attempts = dict.fromkeys(CHANNELS, 0)
             self._faults = {channel: [] for channel in CHANNELS}
 
@@ -124,6 +131,9 @@ class ProviderState:
         stopped meanwhile and the request must end without an answer."""
         with self._lock:
             self._messages.append(message)
+            if self._outbox is not None:
+                with self._outbox.open("a", encoding="utf-8") as outbox:
+                    outbox.write(json.dumps(message.as_json(), ensure_ascii=False) + "\n")
             # Once stopping, nothing would ever release a new hold.
             gate = None if self._stopping else self._held.get(message.channel)
         self._report_delivery(message)
@@ -168,3 +178,15 @@ class ProviderState:
                 return False
             time.sleep(pause)
             pause = min(pause * 2, 8.0)
+
+
+def _read_outbox(path: Path) -> list[RecordedMessage]:
+    if not path.exists():
+        return []
+    messages = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            messages.append(RecordedMessage.from_json(json.loads(line)))
+        except (ValueError, TypeError, KeyError):
+            continue  # a line cut short when the emulator was killed mid-write: that message only
+    return messages

@@ -29,6 +29,7 @@ from typing import Any
 
 import uvicorn
 
+from definition.problems import SaidToPeople
 from logs import setup_logging
 from settings import get_settings
 
@@ -134,7 +135,7 @@ def run_until_stopped(
     os._exit(0)
 
 
-class ServerDidNotStart(RuntimeError):
+class ServerDidNotStart(SaidToPeople, RuntimeError):
     pass
 
 

@@ -18,6 +18,10 @@ LABEL = 190
 """Pixels kept for the labels left of the bars."""
 NOTE = 300
 """Pixels kept for the notes right of the longest bar."""
+WHISKERS = 200
+"""The least pixels an interval chart keeps for its whiskers."""
+CHARACTER = 7
+"""A generous width of one character of FONT, in pixels, to keep room for a note."""
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
 
@@ -40,10 +44,10 @@ class Interval:
     note: str = ""
 
 
-def _svg(title: str, height: int, body: list[str]) -> str:
+def _svg(title: str, height: int, body: list[str], width: int = WIDTH) -> str:
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {WIDTH} {height}" '
-        f'width="{WIDTH}" height="{height}" {FONT}><title>{escape(title)}</title>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" {FONT}><title>{escape(title)}</title>'
         f'<text x="0" y="14" font-weight="bold">{escape(title)}</text>{"".join(body)}</svg>'
     )
 
@@ -64,18 +68,65 @@ def bar_chart(title: str, bars: Sequence[Bar]) -> str:
     return _svg(title, 30 + len(bars) * ROW, body)
 
 
+@dataclass(frozen=True)
+class Funnel:
+    """One funnel: its levels from the widest (`sent`) down (`converted`), each a Bar."""
+
+    label: str
+    levels: Sequence[Bar]
+
+
+def funnel_chart(title: str, funnels: Sequence[Funnel]) -> str:
+    """A funnel per step: each level a bar centred under the one before, joined to it by a
+    band, so the narrowing from sent to converted is seen as a shape. Each funnel is scaled
+    to its own widest level (its shape compares with the others; the notes give the counts)."""
+    room = WIDTH - LABEL - NOTE
+    centre = LABEL + room / 2
+    body = []
+    y = 24.0
+    for funnel in funnels:
+        body.append(f'<text class="step" x="0" y="{y + 15}" font-weight="bold">{escape(funnel.label)}</text>')
+        y += ROW
+        widest = max((level.value for level in funnel.levels), default=0.0) or 1.0
+        above: tuple[float, float] | None = None
+        for level in funnel.levels:
+            half = max(0.0, level.value) / widest * room / 2
+            top, bottom = y + 4, y + ROW - 4
+            if above is not None:
+                body.append(
+                    f'<polygon class="band" points="{centre - above[0]:.1f},{above[1]} {centre + above[0]:.1f},{above[1]} '
+                    f'{centre + half:.1f},{top} {centre - half:.1f},{top}" fill="#3b6fb6" fill-opacity="0.25"/>'
+                )
+            body.append(
+                f'<text x="{LABEL - 6}" y="{y + 15}" text-anchor="end">{escape(level.label)}</text>'
+                f'<rect class="level" x="{centre - half:.1f}" y="{top}" width="{2 * half:.1f}" height="{bottom - top}" '
+                f'fill="#3b6fb6"/>'
+                f'<text x="{LABEL + room + 6}" y="{y + 15}">{escape(level.note or _number(level.value))}</text>'
+            )
+            above = (half, bottom)
+            y += ROW
+        y += ROW / 2
+    return _svg(title, int(y) + 6, body)
+
+
 def interval_chart(title: str, intervals: Sequence[Interval]) -> str:
     """A dot per share and a whisker for its interval, on one 0..top scale: experiment arms."""
     top = max((interval.high for interval in intervals), default=0.0) or 1.0
-    room = WIDTH - LABEL - NOTE
+    notes = [
+        interval.note or f"{interval.value:.1%} ({interval.low:.1%}–{interval.high:.1%})"
+        for interval in intervals
+    ]
+    # Long notes (an arm's p-value and revenue) take room from the whiskers, down to a
+    # readable least, and then widen the chart.
+    note_room = max(NOTE, max((len(note) for note in notes), default=0) * CHARACTER + 8)
+    room = max(WHISKERS, WIDTH - LABEL - note_room)
 
     def x(share: float) -> float:
         return LABEL + min(max(share, 0.0), top) / top * room
 
     body = [f'<line x1="{LABEL}" y1="22" x2="{LABEL}" y2="{24 + len(intervals) * ROW}" stroke="#999"/>']
-    for index, interval in enumerate(intervals):
+    for index, (interval, note) in enumerate(zip(intervals, notes, strict=True)):
         y = 24 + index * ROW + ROW / 2
-        note = interval.note or f"{interval.value:.1%} ({interval.low:.1%}–{interval.high:.1%})"
         body.append(
             f'<text x="{LABEL - 6}" y="{y + 4}" text-anchor="end">{escape(interval.label)}</text>'
             f'<line class="interval" x1="{x(interval.low):.1f}" y1="{y}" x2="{x(interval.high):.1f}" y2="{y}" '
@@ -83,7 +134,7 @@ def interval_chart(title: str, intervals: Sequence[Interval]) -> str:
             f'<circle class="share" cx="{x(interval.value):.1f}" cy="{y}" r="4" fill="#1d3f73"/>'
             f'<text x="{x(top) + 8:.1f}" y="{y + 4}">{escape(note)}</text>'
         )
-    return _svg(title, 30 + len(intervals) * ROW, body)
+    return _svg(title, 30 + len(intervals) * ROW, body, max(WIDTH, LABEL + room + note_room))
 
 
 def heat_map(

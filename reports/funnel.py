@@ -12,12 +12,14 @@ Words as the report uses them:
   `conversion_rate` = converted / sent; `revenue_per_sent` = revenue / sent.
 - `unsubscribed`: a List-Unsubscribe or spam report (SendGrid) or an SMS STOP, credited to
   the message by the same last-touch rule and window as a purchase.
-- not sent: `suppressed` (no consent or a suppression), `capped` (frequency cap), `held_out`
-  (the customer is in the global control group, CYKLO_GLOBAL_HOLDOUT_PERCENT), `failed`
-  by kind (the reason's text before its first colon), `outcome_unknown`, `in_flight`.
-  Quiet hours leave no trace in the ledger: a message they held is recorded once, when it
-  goes out (its `scheduled_at` is then the end of the quiet hours), so the report cannot
-  tell it apart and shows it as sent.
+- not sent: `no_consent` (no marketing consent for the channel), `suppressed` (no address,
+  no profile, or suppressed after a bounce, spam report or STOP), `capped` (frequency cap),
+  `held_out` (the customer is in the global control group, CYKLO_GLOBAL_HOLDOUT_PERCENT),
+  `failed` by kind (the reason's text before its first colon), `outcome_unknown`, `in_flight`.
+- `quiet_hours_held`: messages quiet hours held and that went on at their end (the ledger's
+  `held_since`); counted by what became of them too, since a message is recorded once, when
+  it goes out (its `scheduled_at` is then the end of the quiet hours). Messages of journeys
+  from before 0008 carry no `held_since` and are not counted here.
 - `entered`: customers who entered the journey in the period (their first stage entry,
   stage_entries.entry = 1); per stage, entries into it.
 """
@@ -27,7 +29,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
@@ -37,7 +39,7 @@ from sqlalchemy import select as grouped
 from sqlmodel import Session, col, select
 
 from definition.channels import Channel
-from definition.statuses import MessageStatus
+from definition.statuses import NO_CONSENT, MessageStatus
 from storage.consents import Change, Origin
 from storage.conversions import CREDITABLE, Touch, last_touch
 from storage.ledger import OUTCOME_UNKNOWN
@@ -102,6 +104,9 @@ class StepFunnel(BaseModel):
     converted: int = 0
     revenue: float = 0.0
     unsubscribed: int = 0
+    quiet_hours_held: int = 0
+    """Held by quiet hours and then sent on at their end (also counted by their outcome)."""
+    no_consent: int = 0
     suppressed: int = 0
     capped: int = 0
     held_out: int = 0
@@ -186,6 +191,7 @@ def journey_funnel(session: Session, journey_id: str, period: Period, currency: 
                 col(Message.status),
                 func.count(),
                 func.min(Message.scheduled_at),
+                func.count(col(Message.held_since)),
             ),
             Message.scheduled_at,
             journey_id,
@@ -194,25 +200,30 @@ def journey_funnel(session: Session, journey_id: str, period: Period, currency: 
         .where(col(Message.test).is_(False))
         .group_by(Message.stage, Message.step, Message.template, Message.channel, Message.status)
     ).all()
-    for stage, path, template, channel, status, count, earliest in rows:
+    for stage, path, template, channel, status, count, earliest, held in rows:
         funnel = step(stage, path, template, channel)
         key = (stage, funnel.step, template)
         first_sent[key] = min(earliest, first_sent.get(key, earliest))
-        _count_status(funnel, MessageStatus(status), count)
-    for stage, path, template, reason in session.exec(
+        count_status(funnel, MessageStatus(status), count)
+        funnel.quiet_hours_held += held
+    for stage, path, template, status, reason in session.execute(
         _in_period(
-            select(Message.stage, Message.step, Message.template, Message.reason),
+            grouped(
+                col(Message.stage),
+                col(Message.step),
+                col(Message.template),
+                col(Message.status),
+                col(Message.reason),
+            ),
             Message.scheduled_at,
             journey_id,
             period,
-        ).where(col(Message.test).is_(False), Message.status == MessageStatus.FAILED)
+        ).where(
+            col(Message.test).is_(False),
+            col(Message.status).in_([MessageStatus.FAILED, MessageStatus.SUPPRESSED]),
+        )
     ).all():
-        funnel = step(stage, path, template)
-        kind = (reason or "unknown").split(":", 1)[0]
-        if kind == OUTCOME_UNKNOWN:
-            funnel.outcome_unknown += 1
-        else:
-            funnel.failed = {**funnel.failed, kind: funnel.failed.get(kind, 0) + 1}
+        count_reason(step(stage, path, template), MessageStatus(status), reason)
     for stage, path, template, count, revenue in session.execute(
         _in_period(
             grouped(
@@ -263,16 +274,10 @@ class JourneysReport(BaseModel):
     def as_text(self) -> str:
         if not self.journeys:
             return "no messages in this period"
-        return "\n\n".join(as_text(funnel) for funnel in self.journeys) + "\n\n" + QUIET_HOURS_NOTE
+        return "\n\n".join(as_text(funnel) for funnel in self.journeys)
 
     def as_csv(self) -> str:
         return as_csv(self.journeys)
-
-
-QUIET_HOURS_NOTE = (
-    "Messages held by quiet hours are counted as sent when they went out: the ledger records a "
-    "message once, at its send."
-)
 
 
 def journeys_report(
@@ -337,16 +342,45 @@ def unsubscribed_messages(session: Session) -> list[Unsubscribed]:
         for message_id, customer, channel, window, *where in session.execute(query):
             touch = Touch(message_id, where[-1], timedelta(seconds=window))
             candidates[(customer, channel)].append((touch, Unsubscribed(*where)))
+    return credit_unsubscribes(unsubscribes, candidates)
+
+
+def credit_unsubscribes(
+    unsubscribes: Iterable[tuple[str, Channel, datetime]],
+    candidates: Mapping[tuple[str, str], Sequence[tuple[Touch, Unsubscribed]]],
+) -> list[Unsubscribed]:
+    """Each unsubscribe (customer, channel, when) credited to the last message of that channel
+    to the customer whose window covers it (`candidates` by customer and channel); those no
+    window covers are left out."""
     credited = []
     for customer, channel, at in unsubscribes:
-        messages = dict(candidates[(customer, channel)])
+        messages = dict(candidates.get((customer, channel), ()))
         credited_to = last_touch(messages, at)
         if credited_to is not None:
             credited.append(messages[credited_to])
     return credited
 
 
-def _count_status(funnel: StepFunnel, status: MessageStatus, count: int) -> None:
+def count_reason(funnel: StepFunnel, status: MessageStatus, reason: str | None) -> None:
+    """Sort one message not sent by its reason, after count_status counted it by status: a
+    suppression for want of consent is `no_consent`; a failure is `outcome_unknown` or failed
+    by its kind, the reason's text before its first colon (`400: SendGrid rejected …` → 400)."""
+    if status is MessageStatus.SUPPRESSED:
+        if (reason or "").startswith(NO_CONSENT):
+            funnel.suppressed -= 1
+            funnel.no_consent += 1
+        return
+    if status is not MessageStatus.FAILED:
+        return
+    kind = (reason or "unknown").split(":", 1)[0]
+    if kind == OUTCOME_UNKNOWN:
+        funnel.outcome_unknown += 1
+    else:
+        funnel.failed = {**funnel.failed, kind: funnel.failed.get(kind, 0) + 1}
+
+
+def count_status(funnel: StepFunnel, status: MessageStatus, count: int) -> None:
+    """Add `count` messages left in `status` to the step's funnel."""
     funnel.messages += count
     if status in WENT_OUT:
         funnel.sent += count
@@ -410,6 +444,8 @@ COLUMNS = (
     "revenue",
     "revenue_per_sent",
     "unsubscribed",
+    "quiet_hours_held",
+    "no_consent",
     "suppressed",
     "capped",
     "held_out",
@@ -439,6 +475,7 @@ def as_text(funnel: JourneyFunnel) -> str:
         f"revenue {funnel.currency}",
         "per sent",
         "unsub",
+        "quiet",
         "not sent",
     ]
     table = [header]
@@ -456,7 +493,8 @@ def as_text(funnel: JourneyFunnel) -> str:
                 _money(step.revenue),
                 _money(step.revenue_per_sent),
                 str(step.unsubscribed),
-                _not_sent(step),
+                str(step.quiet_hours_held),
+                not_sent_text(step),
             ]
         )
     table.append(
@@ -473,6 +511,7 @@ def as_text(funnel: JourneyFunnel) -> str:
             _money(funnel.revenue_per_sent),
             "",
             "",
+            "",
         ]
     )
     widths = [max(len(row[index]) for row in table) for index in range(len(header))]
@@ -484,8 +523,10 @@ def as_text(funnel: JourneyFunnel) -> str:
     return "\n".join(lines)
 
 
-def _not_sent(step: StepFunnel) -> str:
-    parts = [(step.suppressed, "suppressed"), (step.capped, "capped"), (step.held_out, "held out")]
+def not_sent_text(step: StepFunnel) -> str:
+    """What was not sent and why, in words (`1 no consent, 2 failed: 400`); empty when all went."""
+    parts = [(step.no_consent, "no consent"), (step.suppressed, "suppressed")]
+    parts += [(step.capped, "capped"), (step.held_out, "held out")]
     parts += [(count, f"failed: {kind}") for kind, count in sorted(step.failed.items())]
     parts += [(step.outcome_unknown, OUTCOME_UNKNOWN), (step.in_flight, "in flight")]
     return ", ".join(f"{count} {what}" for count, what in parts if count)
@@ -499,10 +540,20 @@ def _period_text(period: Period) -> str:
     return f"from {since} to {until}"
 
 
+CSV_COLUMNS = ("journey", *COLUMNS)
+
+
 def as_csv(funnels: Iterable[JourneyFunnel]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["journey", *COLUMNS])
+    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(funnels))
+    return out.getvalue()
+
+
+def csv_rows(funnels: Iterable[JourneyFunnel]) -> Iterable[dict[str, Any]]:
+    """One row per journey step, by CSV_COLUMNS (`cyklo report --csv` puts them beside the
+    other sections' rows)."""
     for funnel in funnels:
         for step in funnel.steps:
             values: dict[str, Any] = step.model_dump()
@@ -511,5 +562,4 @@ def as_csv(funnels: Iterable[JourneyFunnel]) -> str:
                 "" if step.revenue_per_sent is None else round(step.revenue_per_sent, 2)
             )
             values["failed"] = ";".join(f"{kind}={count}" for kind, count in sorted(step.failed.items()))
-            writer.writerow([funnel.journey_id, *(values[column] for column in COLUMNS)])
-    return out.getvalue()
+            yield {"journey": funnel.journey_id, **{column: values[column] for column in COLUMNS}}

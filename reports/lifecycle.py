@@ -3,9 +3,9 @@ retention and churn, sign-up cohorts, CLV, order figures, NPS and CAC.
 
 A period is `[since, until)`. Stage flows, retention and churn read `stage_entries` (one row
 per stage a customer enters, written by the journey); everything about money, reviews and
-sign-ups reads `events`. Event properties are JSON, read back as dicts by SQLAlchemy on
-SQLite and PostgreSQL alike, so amounts, scores and costs are summed here in Python rather
-than through each dialect's own JSON operators.
+sign-ups reads `events`: a purchase's amount from its column, scores and costs from the
+properties' JSON, read back as dicts on SQLite and PostgreSQL alike (no dialect's own JSON
+operators).
 
 Choices (the README's lifecycle report section repeats them):
 - A customer's cohort is the month (UTC) of their first `signed_up` event: the shop's time of
@@ -42,7 +42,7 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from definition.events import EARLIEST_EVENT, LATEST_EVENT, EventType
+from definition.events import EARLIEST_EVENT, LATEST_EVENT, EventType, number_in
 from definition.model import Journey
 from storage import journey_versions
 from storage.models import Event, StageEntry
@@ -171,9 +171,29 @@ class LifecycleReport(BaseModel):
     def as_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["section", "journey", "bucket", "name", "value"])
+        writer.writerow(CSV_COLUMNS)
         writer.writerows(_csv_rows(self))
         return out.getvalue()
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """One row per figure, by CSV_COLUMNS."""
+        return [dict(zip(CSV_COLUMNS, row, strict=True)) for row in _csv_rows(self)]
+
+    def of_journey(self, journey_id: str) -> LifecycleReport:
+        """Only `journey_id`'s stages, flows and retention; the shop's figures (cohorts, CLV,
+        orders, NPS, CAC) belong to no journey and stay whole."""
+        return self.model_copy(
+            update={
+                "stages_now": None
+                if self.stages_now is None
+                else [now for now in self.stages_now if now.journey_id == journey_id],
+                "flows": [flow for flow in self.flows if flow.journey_id == journey_id],
+                "retention": [row for row in self.retention if row.journey_id == journey_id],
+            }
+        )
+
+
+CSV_COLUMNS = ("section", "journey", "bucket", "name", "value")
 
 
 def lifecycle_report(
@@ -221,7 +241,9 @@ def period(since: datetime | None, until: datetime | None, now: datetime) -> tup
     end = _aware(until) if until is not None else now
     start = _aware(since) if since is not None else end - DEFAULT_PERIOD
     if start >= end:
-        raise PeriodProblem("until", f"must be after since ({start:%Y-%m-%d %H:%M}); got {end:%Y-%m-%d %H:%M}")
+        raise PeriodProblem(
+            "until", f"must be after since ({start:%Y-%m-%d %H:%M}); got {end:%Y-%m-%d %H:%M}"
+        )
     return start, end
 
 
@@ -250,11 +272,13 @@ def published_versions(session: Session) -> dict[str, dict[int, Journey]]:
     }
 
 
-def stage_flows(session: Session, since: datetime, until: datetime, granularity: Granularity) -> list[StageFlow]:
+def stage_flows(
+    session: Session, since: datetime, until: datetime, granularity: Granularity
+) -> list[StageFlow]:
     rows = session.exec(
-        select(StageEntry.journey_id, StageEntry.previous_stage, StageEntry.stage, StageEntry.entered_at).where(
-            col(StageEntry.entered_at) >= since, col(StageEntry.entered_at) < until
-        )
+        select(
+            StageEntry.journey_id, StageEntry.previous_stage, StageEntry.stage, StageEntry.entered_at
+        ).where(col(StageEntry.entered_at) >= since, col(StageEntry.entered_at) < until)
     ).all()
     counted = Counter(
         (journey_id, bucket_of(entered_at, granularity), previous, stage)
@@ -362,20 +386,17 @@ def first_signups(session: Session, until: datetime) -> dict[str, Signup]:
     first: dict[str, Signup] = {}
     for customer_id, occurred_at, properties in rows:
         if customer_id not in first:
-            first[customer_id] = Signup(customer_id, occurred_at, _number(properties, "acquisition_cost"))
+            first[customer_id] = Signup(customer_id, occurred_at, _number_of(properties, "acquisition_cost"))
     return first
 
 
 def purchases_until(session: Session, until: datetime) -> list[Purchase]:
     rows = session.exec(
-        select(Event.customer_id, Event.occurred_at, Event.properties)
+        select(Event.customer_id, Event.occurred_at, Event.amount)
         .where(Event.type == EventType.PURCHASE, col(Event.occurred_at) < until)
         .order_by(col(Event.occurred_at))
     ).all()
-    return [
-        Purchase(customer_id, occurred_at, _number(properties, "amount") or 0.0)
-        for customer_id, occurred_at, properties in rows
-    ]
+    return [Purchase(customer_id, occurred_at, amount or 0.0) for customer_id, occurred_at, amount in rows]
 
 
 def month_index(moment: datetime) -> int:
@@ -471,7 +492,7 @@ def review_scores(session: Session, since: datetime, until: datetime) -> list[in
             col(Event.occurred_at) < until,
         )
     ).all()
-    scores = (_number(properties, "score") for properties in rows)
+    scores = (_number_of(properties, "score") for properties in rows)
     # The API takes only whole scores 0–10; anything else predates the rule and is not an answer.
     return [int(score) for score in scores if score is not None and score.is_integer() and 0 <= score <= 10]
 
@@ -488,11 +509,8 @@ def nps(scores: Sequence[int]) -> Nps:
     )
 
 
-def _number(properties: Any, name: str) -> float | None:
-    value = properties.get(name) if isinstance(properties, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+def _number_of(properties: Any, name: str) -> float | None:
+    return number_in(properties, name) if isinstance(properties, dict) else None
 
 
 def _share(part: float, whole: int) -> float | None:
@@ -550,7 +568,9 @@ def _text(report: LifecycleReport) -> Iterable[str]:
         months = max(len(cohort.shares) for cohort in report.cohorts)
         yield f"  {'cohort':<7}  {'size':>6}" + "".join(f"{f'm{offset}':>8}" for offset in range(months))
     for cohort in report.cohorts:
-        yield f"  {cohort.month}  {cohort.customers:>6}" + "".join(f"{share:>8.1%}" for share in cohort.shares)
+        yield f"  {cohort.month}  {cohort.customers:>6}" + "".join(
+            f"{share:>8.1%}" for share in cohort.shares
+        )
     yield ""
     yield "Customer lifetime value (revenue per customer)"
     yield f"  to date, all cohorts: {_money(report.clv_to_date, money)}"
@@ -574,7 +594,11 @@ def _text(report: LifecycleReport) -> Iterable[str]:
         f"{score.promoters} promoters, {score.passives} passives, {score.detractors} detractors"
     )
     bought = report.acquisition
-    cac = "not available (no signed_up event carried acquisition_cost)" if bought.cac is None else _money(bought.cac, money)
+    cac = (
+        "not available (no signed_up event carried acquisition_cost)"
+        if bought.cac is None
+        else _money(bought.cac, money)
+    )
     yield f"CAC {cac}: {bought.customers_acquired} customers acquired, {bought.customers_with_cost} with a cost"
 
 
@@ -584,7 +608,13 @@ def _csv_rows(report: LifecycleReport) -> Iterable[list[Any]]:
             yield ["stages_now", now.journey_id, "", stage, count]
         yield ["stages_now", now.journey_id, "", "(running)", now.running]
     for flow in report.flows:
-        yield ["flow", flow.journey_id, flow.bucket, f"{flow.from_stage or ''}>{flow.to_stage}", flow.customers]
+        yield [
+            "flow",
+            flow.journey_id,
+            flow.bucket,
+            f"{flow.from_stage or ''}>{flow.to_stage}",
+            flow.customers,
+        ]
     for row in report.retention:
         for name in ("base", "retained", "churned", "retention_rate", "churn_rate"):
             yield ["retention", row.journey_id, "", name, getattr(row, name)]

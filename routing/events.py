@@ -28,7 +28,9 @@ from temporalio.client import Client
 
 from definition.events import (
     EARLIEST_EVENT,
+    EVENT_TYPE_PATTERN,
     LATEST_EVENT,
+    MAX_EVENT_TYPE_LENGTH,
     EventType,
     PropertyProblem,
     ValueKind,
@@ -57,10 +59,19 @@ class IncomingEvent(BaseModel):
 
     event_id: EventId = Field(default_factory=lambda: f"ev-{uuid.uuid4()}")
     customer_id: Identifier
-    type: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)
+    type: str = Field(pattern=EVENT_TYPE_PATTERN, max_length=MAX_EVENT_TYPE_LENGTH)
     occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     # Validated when left out too: a purchase without properties has no amount.
     properties: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("type")
+    @classmethod
+    def _not_reserved(cls, event_type: str) -> str:
+        if event_type == EventType.IMPORTED:
+            raise ValueError(
+                "`imported` is reserved for `cyklo import start`, which sends it once per customer"
+            )
+        return event_type
 
     @field_validator("occurred_at")
     @classmethod
@@ -96,6 +107,16 @@ class IncomingEvent(BaseModel):
                 ],
             )
         return normalised
+
+    def row(self) -> Event:
+        """The event as the events table keeps it."""
+        return Event(
+            event_id=self.event_id,
+            customer_id=self.customer_id,
+            type=self.type,
+            occurred_at=self.occurred_at,
+            properties=self.properties,
+        )
 
 
 def personal_data_in(text: str, region: str) -> str | None:
@@ -184,15 +205,7 @@ class EventRouter:
 
     def _record(self, event: IncomingEvent) -> bool:
         with session_for(self.settings.database_url) as session:
-            session.add(
-                Event(
-                    event_id=event.event_id,
-                    customer_id=event.customer_id,
-                    type=event.type,
-                    occurred_at=event.occurred_at,
-                    properties=event.properties,
-                )
-            )
+            session.add(event.row())
             try:
                 session.commit()
             except IntegrityError:

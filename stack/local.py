@@ -33,6 +33,7 @@ import publishing
 from api.app import create_app
 from connection import connect, installed_binary, search_attribute_flags
 from definition.model import Journey
+from definition.problems import SaidToPeople
 from emulator.server import ProviderEmulator, Webhooks
 from emulator.signing import new_sendgrid_key, sendgrid_public_key
 from payload_encryption import new_payload_key
@@ -53,7 +54,7 @@ class Ports:
     emulator: int = 8025
 
 
-class PortInUse(RuntimeError):
+class PortInUse(SaidToPeople, RuntimeError):
     pass
 
 
@@ -226,12 +227,13 @@ async def run(
     api_key = dev_api_key(folder)
     signing_key = _sendgrid_signing_key(folder)
     api_url = f"http://127.0.0.1:{ports.api}"
-    emulator = ProviderEmulator(port=ports.emulator)
+    # The outbox file keeps what was "sent" across restarts, like everything else in the folder.
+    emulator = ProviderEmulator(port=ports.emulator, outbox=folder / "outbox.jsonl")
     settings = with_emulator(base, emulator.url).model_copy(
         update={
             "database_url": base.database_url,
             "temporal_address": f"127.0.0.1:{ports.temporal}",
-            "api_keys": f"{api_key}=events,support:read,support:write",
+            "api_keys": f"{api_key}=events,support:read,support:write,reports,metrics,import",
             "session_secret": base.session_secret or dev_session_secret(folder),
             "sendgrid_webhook_public_key": sendgrid_public_key(signing_key),
             "public_url": api_url,
@@ -257,6 +259,8 @@ async def run(
                         f"  API docs       {api_url}/docs",
                         f"  support page   {api_url}/support/demo-1 (sign in with the dev API key)",
                         f"  outbox         {emulator.url}/outbox",
+                        # The worker runs in this process: the API's /metrics has its sends too.
+                        f"  metrics        {api_url}/metrics (Prometheus; the dev API key as Bearer)",
                         f"  Temporal UI    http://127.0.0.1:{ports.temporal_ui}",
                         f"  data           {folder}",
                         f"  dev API key    in {folder / 'dev-api-key'} (every scope; never put it in a URL)",

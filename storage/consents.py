@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy import inspect
 from sqlmodel import Session, col, select
 
 from definition.channels import Channel
@@ -67,29 +68,79 @@ def history(session: Session, customer_id: str) -> list[ConsentRecord]:
     )
 
 
+def takes_effect(at: datetime, last: datetime | None, grants: bool) -> bool:
+    """Whether a consent statement dated `at` (the platform's own time for it) may change a
+    channel whose newest statement cyklo holds is dated `last`. Deliveries are retried and
+    arrive out of order: an older statement leaves consent as it is, so a late "subscribed"
+    never undoes a newer "unsubscribed"; at the same instant the withdrawal wins."""
+    if last is None:
+        return True
+    return at > last or (at == last and not grants)
+
+
+def last_change_at(session: Session, customer_id: str, channel: Channel) -> datetime | None:
+    """When the channel's consent was last granted or withdrawn, whoever did it."""
+    return session.exec(
+        select(ConsentRecord.at)
+        .where(
+            ConsentRecord.customer_id == customer_id,
+            ConsentRecord.channel == channel,
+            col(ConsentRecord.change).in_([Change.GRANTED, Change.WITHDRAWN]),
+        )
+        .order_by(col(ConsentRecord.at).desc())
+    ).first()
+
+
 def record_profile_consents(
-    session: Session, customer: Customer, email: bool, sms: bool, source: str | None, at: datetime
-) -> None:
-    """The shop's consent flags, applied to the profile; a row for each channel that changed."""
-    changes: list[tuple[Channel, bool, bool]] = [
-        (Channel.EMAIL, customer.consent_email, email),
-        (Channel.SMS, customer.consent_sms, sms),
-    ]
-    for channel, before, after in changes:
-        if before != after:
-            record(
-                session,
-                customer.id,
-                channel,
-                Change.GRANTED if after else Change.WITHDRAWN,
-                Origin.PROFILE,
-                source,
-                at,
-            )
-    if (customer.consent_email, customer.consent_sms) != (email, sms):
-        customer.consent_updated_at = at
-    customer.consent_email, customer.consent_sms = email, sms
-    customer.consent_source = source
+    session: Session,
+    customer: Customer,
+    email: bool | None,
+    sms: bool | None,
+    source: str | None,
+    at: datetime | None,
+    now: datetime,
+) -> list[Channel]:
+    """The shop's consent flags as of `at` (its own time for them; `now` if it gave none),
+    applied to the profile; a row for each channel that changed, and a channel given as None
+    left alone. Returns the channels left as they were because cyklo holds a newer statement
+    for them (`takes_effect`)."""
+    when = at or now
+    held = {Channel.EMAIL: customer.consent_email, Channel.SMS: customer.consent_sms}
+    stated = {Channel.EMAIL: customer.consent_email_at, Channel.SMS: customer.consent_sms_at}
+    stale: list[Channel] = []
+    applied = False
+    for channel, after in ((Channel.EMAIL, email), (Channel.SMS, sms)):
+        if after is None:
+            continue
+        if held[channel] == after:
+            # A withdrawal repeated with its time is what a late, older grant must lose to
+            # (an unsubscribed customer new to cyklo changes nothing). A repeated grant is
+            # not kept: a profile saved with its consent unchanged must not outdate a withdrawal.
+            if at is not None and not after and takes_effect(at, stated[channel], grants=False):
+                stated[channel] = at
+            continue
+        # A customer not yet in the database has no history: no query per new imported row.
+        recorded = last_change_at(session, customer.id, channel) if inspect(customer).has_identity else None
+        newest = max((time for time in (stated[channel], recorded) if time is not None), default=None)
+        if not takes_effect(when, newest, after):
+            stale.append(channel)
+            continue
+        record(
+            session,
+            customer.id,
+            channel,
+            Change.GRANTED if after else Change.WITHDRAWN,
+            Origin.PROFILE,
+            source,
+            when,
+        )
+        held[channel], stated[channel], applied = after, when, True
+        customer.consent_updated_at = max(when, customer.consent_updated_at or when)
+    if applied or not stale:  # where consent came from is kept with the consent it describes
+        customer.consent_source = source
+    customer.consent_email, customer.consent_sms = held[Channel.EMAIL], held[Channel.SMS]
+    customer.consent_email_at, customer.consent_sms_at = stated[Channel.EMAIL], stated[Channel.SMS]
+    return stale
 
 
 def suppressed_by_sms_reply(session: Session, customer_id: str) -> bool:

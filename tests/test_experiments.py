@@ -3,7 +3,10 @@ the real worker, activities and database; the report is read from the tables the
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import csv
+import io
 import json
 import shutil
 from datetime import datetime, timedelta
@@ -14,7 +17,7 @@ import pytest
 from sqlmodel import select
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from activities.experiments import ExperimentRecorder
 from api.app import create_app
@@ -275,6 +278,16 @@ async def _served_as_reported(database_url: str, report: ExperimentsReport) -> N
         )
         as_csv = runner.invoke(app_command, ["report-experiments", "--csv"], env=environment)
         bad = runner.invoke(app_command, ["report-experiments", "--since", "March"], env=environment)
+        # `cyklo report` shows the same section beside the funnels and the lifecycle (in a
+        # thread: the command runs its own event loop to ask Temporal, as from a shell).
+        whole = {**environment, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+
+        def report_as(*options: str) -> Result:
+            return runner.invoke(app_command, ["report", "--journey", "contest", *options], env=whole)
+
+        results, results_csv, results_text = [
+            await asyncio.to_thread(report_as, *options) for options in (["--json"], ["--csv"], [])
+        ]
     finally:
         get_settings.cache_clear()
     assert as_json.exit_code == 0, as_json.output
@@ -284,6 +297,15 @@ async def _served_as_reported(database_url: str, report: ExperimentsReport) -> N
         ["contest", "subject", "b", "1", "0"],
     ]
     assert bad.exit_code == 2 and "--since" in bad.output and "Traceback" not in bad.output
+    assert results.exit_code == 0, results.output
+    assert ExperimentsReport.model_validate(json.loads(results.output)["experiments"]) == report
+    arms = [row for row in csv.DictReader(io.StringIO(results_csv.output)) if row["section"] == "experiments"]
+    columns = ("journey", "split", "arm", "customers", "converted")
+    assert [tuple(row[column] for column in columns) for row in arms] == [
+        ("contest", "subject", "a", "2", "1"),
+        ("contest", "subject", "b", "1", "0"),
+    ]
+    assert "== Experiments" in results_text.output and "contest / split subject" in results_text.output
 
 
 def _local_activities(histories: list[str]) -> list[str]:

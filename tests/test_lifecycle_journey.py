@@ -5,9 +5,18 @@ Ala signs up on Monday 2 March 2026 at 10:00 in Warsaw unless a test says otherw
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+from itertools import takewhile
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import select
 
 from emulator.server import ProviderEmulator
+from storage.database import session_for
+from storage.models import StageEntry
 from tests.conftest import make_scenario, messages, run, sent, stages
 
 
@@ -177,3 +186,39 @@ async def test_a_purchase_while_the_cart_reminder_waits_for_quiet_hours_cancels_
 
     assert messages(result, "abandoned_cart") == []
     assert result.journeys["abandoned_cart"].stage == "bought"
+
+
+async def test_a_sign_up_costs_one_patch_and_one_local_activity_and_its_welcome_records_the_entry(
+    tmp_path: Path,
+) -> None:
+    """What a sign-up writes to Temporal is most of what it costs: one patch marker for every
+    change the run began with, one local activity for the definition, and the stage entry
+    recorded by the welcome's claim instead of a local activity of its own."""
+    database_url = f"sqlite:///{tmp_path}/cyklo.db"
+    result = await run(make_scenario(SIGNED_UP, until="1d"), record_histories=True, database_url=database_url)
+
+    assert sent(result) == [("2026-03-02 10:00", "email", "welcome")]
+    lifecycle = next(
+        events
+        for events in (json.loads(history)["events"] for history in result.histories)
+        if _journey_of(events[0]) == "lifecycle"
+    )
+    before_the_welcome = list(
+        takewhile(lambda event: event["eventType"] != "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED", lifecycle)
+    )
+    markers = [
+        event["markerRecordedEventAttributes"]["markerName"]
+        for event in before_the_welcome
+        if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+    ]
+    assert markers == ["core_patch", "core_local_activity"]
+    with session_for(database_url) as session:
+        entries = session.exec(select(StageEntry)).all()
+    assert [(row.journey_id, row.entry, row.stage, row.previous_stage) for row in entries] == [
+        ("lifecycle", 1, "prospect", None)
+    ]
+
+
+def _journey_of(started: dict[str, Any]) -> str:
+    field = started["workflowExecutionStartedEventAttributes"]["searchAttributes"]["indexedFields"]["JourneyId"]
+    return str(json.loads(base64.b64decode(field["data"])))

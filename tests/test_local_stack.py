@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from client.platform import Cyklo
-from tests.conftest import REPO
+from tests.conftest import REPO, SANDBOX
 
 
 def _free_ports(count: int) -> list[int]:
@@ -30,6 +31,7 @@ class LocalStack:
     def __init__(self, data: Path) -> None:
         api, temporal, emulator = _free_ports(3)
         self.data, self.api_url = data, f"http://127.0.0.1:{api}"
+        self.outbox_url = f"http://127.0.0.1:{emulator}/outbox"
         self.arguments = [
             sys.executable,
             "-m",
@@ -47,7 +49,10 @@ class LocalStack:
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> str:
-        environment = {key: value for key, value in os.environ.items() if key != "CYKLO_DATABASE_URL"}
+        # As a shop runs it: the embedded database, the worker without the sandbox.
+        environment = {
+            key: value for key, value in os.environ.items() if key not in ("CYKLO_DATABASE_URL", SANDBOX)
+        }
         self.process = subprocess.Popen(
             self.arguments,
             cwd=REPO,
@@ -81,6 +86,7 @@ def test_dev_stack_stops_on_ctrl_c_and_resumes_journeys_when_started_again(tmp_p
         cyklo.track("c-dev", "purchase", {"order_id": "o-1", "amount": 10.0}, event_id="dev-1")
         time.sleep(2)
         before = cyklo.customer("c-dev")["journeys"]["lifecycle"]
+    sent_before = _outbox_count(stack.outbox_url)
     first_output = stack.stop()
 
     assert "API docs" in first_output and "Temporal UI" in first_output
@@ -91,8 +97,11 @@ def test_dev_stack_stops_on_ctrl_c_and_resumes_journeys_when_started_again(tmp_p
     assert stack.start() == key, "the development key stays with the data folder"
     with Cyklo(stack.api_url, key) as cyklo:
         after = cyklo.customer("c-dev")["journeys"]["lifecycle"]
+    sent_after = _outbox_count(stack.outbox_url)
     stack.stop()
 
+    assert sent_before >= 1 and sent_after == sent_before, "the outbox is kept in the data folder too"
+    assert (stack.data / "outbox.jsonl").exists()
     assert before["stage"] == after["stage"] == "new"
     assert after["next_wake_at"] == before["next_wake_at"], "the cross-sell timer survived the restart"
 
@@ -116,3 +125,9 @@ def _listening(url: str) -> bool:
     except httpx.HTTPError:
         return False
     return True
+
+
+def _outbox_count(url: str) -> int:
+    found = re.search(r"Outbox — (\d+) message", httpx.get(url, timeout=5).text)
+    assert found, "the outbox page counts its messages"
+    return int(found.group(1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
@@ -56,21 +57,36 @@ def test_a_recorded_chain_covers_every_support_action_and_continue_as_new() -> N
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in kinds
 
 
-def _prepared_versions(path: Path) -> list[tuple[int, bool]]:
-    """(version, with a definition) of every prepare_journey answer in a recorded history."""
+def _prepare_answers(path: Path) -> list[dict[str, Any]]:
+    """Every local activity answer in a recorded history (prepare_journey's, in these)."""
     found = []
     for event in json.loads(path.read_text())["events"]:
         marker = event.get("markerRecordedEventAttributes", {})
         if marker.get("markerName") == "core_local_activity":
-            answer = json.loads(base64.b64decode(marker["details"]["result"]["payloads"][0]["data"]))
-            found.append((answer["version"], bool(answer["definition_json"])))
+            found.append(json.loads(base64.b64decode(marker["details"]["result"]["payloads"][0]["data"])))
     return found
+
+
+def _prepared_versions(path: Path) -> list[tuple[int, bool]]:
+    """(version, with a definition) of every prepare_journey answer in a recorded history."""
+    return [(answer["version"], bool(answer["definition_json"])) for answer in _prepare_answers(path)]
 
 
 def test_a_recorded_history_covers_a_customer_adopting_a_newer_version() -> None:
     """live_edit: the customer starts on version 1, asks at the entries into prospect and
     new and hears of nothing newer, then asks again after a publish and adopts version 2."""
     assert _prepared_versions(HERE / "live_edit_0.json") == [(1, True), (1, False), (1, False), (2, True)]
+
+
+def test_a_recorded_history_covers_an_imported_customer_seeded_from_their_orders() -> None:
+    """imported: `cyklo import start` enters a customer with two imported orders, whose first
+    prepare_journey answer carries those orders as the starting metrics."""
+    seeds = [
+        answer["seed"]["metrics"]["orders"]
+        for answer in _prepare_answers(HERE / "imported_0.json")
+        if answer.get("seed") is not None
+    ]
+    assert seeds == [2]
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])

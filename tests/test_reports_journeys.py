@@ -3,6 +3,8 @@ conversions, rates and revenue per step, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -115,14 +117,14 @@ async def test_purchases_within_a_window_convert_the_last_message_that_went_out(
     assert credited == {"c-ala-scenario-2": ("promo", 250.0), "c-ala-scenario-5": ("later", 40.0)}
     steps = {step.template: step for step in funnel.steps}
     assert [step.template for step in funnel.steps] == ["promo", "receipt", "later"]
-    assert (steps["promo"].sent, steps["promo"].suppressed, steps["promo"].converted) == (1, 1, 1)
+    assert (steps["promo"].sent, steps["promo"].no_consent, steps["promo"].converted) == (1, 1, 1)
     assert (steps["promo"].revenue, steps["promo"].conversion_rate, steps["promo"].revenue_per_sent) == (
         250.0,
         1.0,
         250.0,
     )
     assert (steps["receipt"].sent, steps["receipt"].converted, steps["receipt"].revenue) == (2, 0, 0.0)
-    assert (steps["later"].sent, steps["later"].suppressed, steps["later"].converted) == (1, 1, 1)
+    assert (steps["later"].sent, steps["later"].no_consent, steps["later"].converted) == (1, 1, 1)
     assert (steps["later"].revenue, steps["later"].unsubscribed, steps["promo"].unsubscribed) == (40.0, 1, 0)
     assert (funnel.entered, funnel.stage_entries) == (2, {"welcome": 2})
     assert (funnel.sent, funnel.converted, funnel.revenue, funnel.conversion_rate) == (4, 2, 290.0, 0.5)
@@ -185,7 +187,8 @@ async def test_the_api_serves_a_journeys_funnel_to_keys_with_the_reports_scope(
 
 
 def cyklo(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "CYKLO_DATABASE_URL": database_url}
+    # No Temporal to ask for the customers per stage now: the lifecycle says so and goes on.
+    environment = {**os.environ, "CYKLO_DATABASE_URL": database_url, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
     return subprocess.run(
         [sys.executable, "-m", "cli.main", *arguments],
         cwd=REPO,
@@ -215,11 +218,23 @@ async def test_cyklo_report_prints_the_funnel_as_a_table_csv_and_json_and_rebuil
     assert "journey promo (from 2026-03-01 00:00 UTC to 2026-03-03 00:00 UTC" in table.stdout
     welcome_row = next(line for line in table.stdout.splitlines() if line.startswith("welcome email promo"))
     assert welcome_row.split()[3:5] == ["1", "0"] and "250.00" in welcome_row and "100.0%" in welcome_row
+    assert [line for line in table.stdout.splitlines() if line.startswith("== ")] == [
+        "== Journeys",
+        "== Experiments",
+        "== Lifecycle",
+    ]
     assert rebuilt.stderr.strip() == "conversions rebuilt: 1 purchases credited"
     assert rebuilt.stdout.splitlines()[1].startswith(
-        "promo,welcome,welcome/0,promo,email,1,1,0,0,0,0,1,1.0,250.0,"
+        "journeys,promo,welcome,welcome/0,promo,email,1,1,0,0,0,0,1,1.0,250.0,"
     )
-    assert json.loads(as_json.stdout)["journeys"][0]["revenue"] == 250.0
+    rows = list(csv.DictReader(io.StringIO(rebuilt.stdout)))
+    assert [
+        (row["section"], row["template"], row["sent"]) for row in rows if row["section"] == "journeys"
+    ] == [("journeys", "promo", "1")]
+    assert "experiments" not in {row["section"] for row in rows}, "no split: no experiment rows"
+    whole = json.loads(as_json.stdout)
+    assert sorted(whole) == ["experiments", "journeys", "lifecycle"]
+    assert whole["journeys"]["journeys"][0]["revenue"] == 250.0
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr and "--since" in wrong.stderr
 
 

@@ -15,18 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
-from connection import data_converter, installed_binary
 from emulator.server import ProviderEmulator
 from reports.lifecycle import Granularity, LifecycleReport, LifecycleStages, lifecycle_report
 from settings import get_settings
 from storage.database import migrate, session_for
 from storage.models import Event, StageEntry
-from tests.conftest import JOURNEYS, emulator_settings
+from tests.conftest import JOURNEYS, emulator_settings, start_dev_server
 from tests.test_erasure_export import PROFILE, Api, _api_settings, serving
 from tests.test_publish import cyklo
-from workflows.journey import SEARCH_ATTRIBUTES
 
 SINCE = datetime(2026, 3, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
@@ -232,12 +229,7 @@ def test_cac_is_not_available_without_acquisition_costs(database_url: str) -> No
 
 
 def test_the_cli_prints_the_tables_json_and_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    database_url = f"sqlite:///{tmp_path}/cyklo.db"
-    fill(database_url)
-    monkeypatch.setenv("CYKLO_DATABASE_URL", database_url)
-    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
-    get_settings.cache_clear()
-    assert cyklo("publish", str(JOURNEYS)).exit_code == 0
+    filled_and_published(tmp_path, monkeypatch)
     period = ["--since", "2026-03-01", "--until", "2026-05-31"]  # May 31 included, as in `cyklo report`
 
     text = cyklo("report-lifecycle", *period)
@@ -264,6 +256,47 @@ def test_the_cli_prints_the_tables_json_and_csv(tmp_path: Path, monkeypatch: pyt
     get_settings.cache_clear()
 
 
+def test_cyklo_report_shows_the_lifecycle_beside_the_funnels_and_narrows_it_to_one_journey(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filled_and_published(tmp_path, monkeypatch)
+    period = ["--since", "2026-03-01", "--until", "2026-05-31"]
+
+    whole = cyklo("report", *period)
+    lifecycle_only = cyklo("report", *period, "--journey", "lifecycle", "--csv")
+    as_json = cyklo("report", *period, "--journey", "winback", "--json")
+    weekly = cyklo("report", *period, "--weekly", "--json")
+    get_settings.cache_clear()
+
+    assert whole.exit_code == 0, whole.output
+    lines = whole.stdout.splitlines()
+    assert [line for line in lines if line.startswith("== ")] == ["== Journeys", "== Experiments", "== Lifecycle"]
+    assert "no messages in this period" in lines and "no split has assigned anyone yet" in lines
+    assert "  lifecycle   base      3  retained      2 (66.7%)  churned      1 (33.3%)" in lines
+    assert "  winback     base      1  retained      1 (100.0%)  churned      0 (0.0%)" in lines
+    assert "NPS +14.3: 7 answers, 3 promoters, 2 passives, 2 detractors" in lines
+    rows = list(csv.DictReader(io.StringIO(lifecycle_only.stdout)))
+    assert {row["section"] for row in rows} == {"lifecycle"}, "no message, no split: only the lifecycle"
+    assert {row["journey"] for row in rows if row["kpi"] in ("flow", "retention")} == {"lifecycle"}
+    assert {"kpi": "nps", "name": "score"}.items() <= next(row for row in rows if row["name"] == "score").items()
+    narrowed = json.loads(as_json.stdout)
+    assert sorted(narrowed) == ["experiments", "journeys", "lifecycle"]
+    assert [row["journey_id"] for row in narrowed["lifecycle"]["retention"]] == ["winback"]
+    assert narrowed["lifecycle"]["nps"]["responses"] == 7, "the shop's figures belong to no journey"
+    assert narrowed["journeys"]["journeys"][0]["journey_id"] == "winback"
+    assert json.loads(weekly.stdout)["lifecycle"]["granularity"] == "week"
+
+
+def filled_and_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's database: the known rows and the published journeys; Temporal unreachable."""
+    database_url = f"sqlite:///{tmp_path}/cyklo.db"
+    fill(database_url)
+    monkeypatch.setenv("CYKLO_DATABASE_URL", database_url)
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+    get_settings.cache_clear()
+    assert cyklo("publish", str(JOURNEYS)).exit_code == 0
+
+
 def refusals(answer: httpx.Response) -> list[tuple[str, str]]:
     return [(error["field"], error["message"]) for result in answer.json()["results"] for error in result["errors"]]
 
@@ -275,12 +308,7 @@ async def reporting_api(emulator: ProviderEmulator, tmp_path: Path) -> AsyncIter
     settings = _api_settings(
         emulator_settings(emulator, database_url=f"sqlite:///{tmp_path}/cyklo.db", task_queue="reports")
     ).model_copy(update={"api_keys": f"{SHOP_KEY}=events;{REPORTS_KEY}=reports"})
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=installed_binary("temporal"),
-        data_converter=data_converter(settings),
-        search_attributes=list(SEARCH_ATTRIBUTES),
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server(settings)
     try:
         async with serving(env.client, settings) as api:
             yield api
@@ -320,11 +348,12 @@ async def test_the_api_counts_customers_per_stage_now_and_refuses_a_score_of_ele
         assert answer.status_code == 200, answer.text
         return next(row for row in answer.json()["stages_now"] if row["journey_id"] == "lifecycle")
 
+    # The running count and the per-stage counts are separate visibility queries, each
+    # eventually consistent: the whole row is waited for, not its stages alone.
     async def counted() -> bool:
-        return (await lifecycle_now())["by_stage"] == {"new": 1, "prospect": 1}
+        return await lifecycle_now() == {"journey_id": "lifecycle", "running": 2, "by_stage": {"new": 1, "prospect": 1}, "unplaced": 0}
 
     await api.eventually(counted)
-    assert await lifecycle_now() == {"journey_id": "lifecycle", "running": 2, "by_stage": {"new": 1, "prospect": 1}, "unplaced": 0}
     body = (await api.http.get("/v1/reports/lifecycle", headers=AS_MARKETER)).json()
     flows = {(flow["from_stage"], flow["to_stage"]): flow["customers"] for flow in body["flows"] if flow["journey_id"] == "lifecycle"}
     assert flows == {(None, "prospect"): 2, ("prospect", "new"): 1}, "the journey writes its stage entries"

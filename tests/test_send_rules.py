@@ -22,6 +22,11 @@ async def test_marketing_message_due_at_2230_goes_out_at_nine_local_time() -> No
         ("2026-03-06 09:00", "email", "first_order_nudge"),
     ]
     assert _minute(result.timeline[0].at) == "2026-03-02T22:30+0100"
+    # The funnel tells the held welcome from the nudge, due at nine (3 days after it) and sent on time.
+    [funnel] = result.funnels
+    held = {step.template: (step.sent, step.quiet_hours_held) for step in funnel.steps}
+    assert held["welcome"] == (1, 1)
+    assert held["first_order_nudge"] == (1, 0)
 
 
 async def test_quiet_hours_end_at_nine_local_time_across_the_spring_dst_change() -> None:
@@ -90,6 +95,11 @@ async def test_message_without_consent_is_recorded_suppressed_and_never_sent(
         ("thank_you", "sms", "suppressed"),
     ]
     assert [message.subject for message in emulator.messages()] == [emulator.messages("email")[0].subject]
+    [funnel] = result.funnels
+    not_sent = {(step.template, step.channel): (step.no_consent, step.suppressed) for step in funnel.steps}
+    assert not_sent[("welcome", "email")] == (1, 0)
+    assert not_sent[("thank_you", "sms")] == (1, 0)
+    assert not_sent[("thank_you", "email")] == (0, 0)
 
 
 async def test_the_same_purchase_sent_twice_counts_once() -> None:

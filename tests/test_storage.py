@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +14,7 @@ from activities.send import MessageSender
 from emulator.server import ProviderEmulator
 from publishing import publish_journeys
 from settings import Settings
-from storage import customers, journey_versions
+from storage import customers, journey_versions, ledger
 from storage.customers import CustomerProfile
 from storage.database import migrate, session_for
 from storage.models import Customer, Message
@@ -105,23 +106,25 @@ def test_publishing_unchanged_journeys_keeps_their_version(published: Settings) 
         assert journey_versions.get(session, "lifecycle").version == 1
 
 
+def _welcome_row(**fields: Any) -> Message:
+    """Ala's welcome as a ledger row, with `fields` (the key and status at least)."""
+    return Message(
+        customer_id="c-1",
+        journey_id="lifecycle",
+        journey_version=1,
+        stage="prospect",
+        step="prospect/0",
+        channel="email",
+        template="welcome",
+        scheduled_at=SEND_AT,
+        **fields,
+    )
+
+
 def test_ledger_idempotency_key_is_unique(published: Settings) -> None:
     with session_for(published.database_url) as session:
         for _ in range(2):
-            session.add(
-                Message(
-                    idempotency_key="k",
-                    customer_id="c-1",
-                    journey_id="lifecycle",
-                    journey_version=1,
-                    stage="prospect",
-                    step="prospect/0",
-                    channel="email",
-                    template="welcome",
-                    status="sent",
-                    scheduled_at=SEND_AT,
-                )
-            )
+            session.add(_welcome_row(idempotency_key="k", status="sent"))
         with pytest.raises(IntegrityError):
             session.commit()
 
@@ -250,3 +253,92 @@ def test_content_of_an_older_version_is_published_again_as_the_newest(database_u
         (2, "new", "a" * 40),
         (3, "old", "a" * 40),
     ]
+
+
+def test_purchases_recorded_before_the_amount_column_get_their_amount(database_url: str) -> None:
+    """0008 moves a purchase's amount out of its JSON into a column the reports sum in SQL:
+    purchases already recorded are filled, other events and non-numeric amounts stay empty."""
+    import json
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from storage.database import MIGRATIONS, engine_for, normalise_url
+    from storage.models import Event
+
+    url = normalise_url(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine_for(url)
+    command.upgrade(config, "0007_experiments")
+    rows = [
+        ("p-1", "purchase", {"order_id": "o-1", "amount": 249.5}),
+        ("p-2", "purchase", {"order_id": "o-2", "amount": 100}),
+        ("p-3", "purchase", {"order_id": "o-3", "amount": "lots"}),
+        ("s-1", "signed_up", {"amount": 5}),
+    ]
+    with engine_for(url).begin() as connection:
+        for event_id, type_, properties in rows:
+            connection.execute(
+                text(
+                    "INSERT INTO events (event_id, customer_id, type, occurred_at, received_at, properties) "
+                    "VALUES (:id, 'c-1', :type, :at, :at, :properties)"
+                ),
+                {
+                    "id": event_id,
+                    "type": type_,
+                    "at": datetime(2026, 1, 5, tzinfo=UTC),
+                    "properties": json.dumps(properties),
+                },
+            )
+
+    migrate(url)
+
+    with session_for(url) as session:
+        amounts = {event.event_id: event.amount for event in session.exec(select(Event)).all()}
+        # And a purchase recorded now gets its amount on insert.
+        session.add(
+            Event(
+                event_id="p-4",
+                customer_id="c-1",
+                type="purchase",
+                occurred_at=datetime.now(UTC),
+                properties={"amount": 12.0},
+            )
+        )
+        session.commit()
+        assert session.get(Event, "p-4").amount == 12.0  # type: ignore[union-attr]
+    assert amounts == {"p-1": 249.5, "p-2": 100.0, "p-3": None, "s-1": None}
+
+
+@pytest.mark.parametrize(
+    ("found", "provider_id", "recorded"),
+    [("sending", "sg-1", "sent"), ("retrying", "sg-1", "sent"), ("delivered", "sg-1", "delivered"), ("bounced", None, "bounced")],
+)
+def test_a_send_records_sent_in_one_statement_without_undoing_a_webhook_that_came_first(
+    published: Settings, found: str, provider_id: str | None, recorded: str
+) -> None:
+    before = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    with session_for(published.database_url) as session:
+        row = _welcome_row(
+            idempotency_key=f"k-{found}",
+            status=found,
+            reason="kept" if found == "bounced" else None,
+            updated_at=before,
+        )
+        session.add(row)
+        session.commit()
+        message_id = row.id
+        assert message_id is not None
+
+    with session_for(published.database_url) as session:
+        answer = ledger.record_sent(session, message_id, provider_id)
+
+    with session_for(published.database_url) as session:
+        stored = session.get(Message, message_id)
+        assert stored is not None
+        assert answer == (recorded, stored.reason, "c-1")
+        assert stored.status == recorded
+        assert stored.provider_message_id == provider_id
+        assert (stored.updated_at > before) is (recorded != found)

@@ -129,6 +129,9 @@ class Timer(BaseModel):
 
     at: datetime
     reason: str
+    held_from: datetime | None = None
+    """When quiet hours began holding a send (its timer only): the ledger keeps it, so a report
+    can tell a message sent late from one sent on time."""
 
 
 class JourneyFacts(BaseModel):
@@ -161,6 +164,8 @@ class JourneyState(JourneyFacts):
     metrics: Metrics = Field(default_factory=Metrics)
     last_event_at: dict[str, datetime] = {}
     seen_event_ids: list[str] = []
+    counted_event_ids: list[str] = []
+    """Events the starting seed counted that may still arrive by signal (MetricsSeed)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -227,10 +232,27 @@ class StageEntered(BaseModel):
     at: datetime
 
 
+class SeedRequest(BaseModel):
+    """A new enrolment asks for its starting metrics from the customer's recorded events."""
+
+    at: datetime
+    """Journey time of the start: the metrics are as of then."""
+    handled_event_ids: list[str] = []
+    """Events already in the workflow's inbox: it counts them itself."""
+
+
+class MetricsSeed(BaseModel):
+    metrics: Metrics = Field(default_factory=Metrics)
+    recent_event_ids: list[str] = []
+    """Counted events that occurred shortly before `at`: their signals may still be on the way
+    (the router records an event before it delivers it), and must not be counted again."""
+
+
 class PrepareRequest(BaseModel):
     journey_id: str
     customer_id: str
     version: int | None
+    seed: SeedRequest | None = None
     newer_than: int | None = None
     """Asked at a stage entry or an upgrade: the newest version if it is newer than this one,
     else `version` back with no definition (nothing to adopt, nothing large in history)."""
@@ -266,6 +288,8 @@ class PreparedJourney(BaseModel):
     definition_json: str
     """Empty when a `newer_than` request found nothing newer."""
     timezone: str
+    seed: MetricsSeed | None = None
+    """The starting metrics, when the request asked for them."""
 
 
 class SendRequest(BaseModel):
@@ -282,8 +306,13 @@ class SendRequest(BaseModel):
     """Where a webhook goes (the journey's `url`); None for the other channels."""
     send_at: datetime
     """Journey time of the send: the frequency cap's 7 days end here."""
+    held_since: datetime | None = None
+    """When the send was due, if quiet hours held it until `send_at`."""
     metrics: dict[str, Any]
     event: dict[str, Any]
+    entered: list[StageEntered] = []
+    """Stage entries the send records with its claim (those the journey did not record through
+    prepare_journey: RECORD_ENTRY_WITH_ITS_SEND)."""
 
 
 class SendOutcome(BaseModel):

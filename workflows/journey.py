@@ -15,6 +15,7 @@ from typing import Any, assert_never
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 with workflow.unsafe.imports_passed_through():
@@ -28,12 +29,17 @@ with workflow.unsafe.imports_passed_through():
         JourneyView,
         PreparedJourney,
         PrepareRequest,
+        SeedRequest,
         SendOutcome,
         StageEntered,
         SupportAction,
         SupportKind,
     )
     from workflows.machine import (
+        ADOPT_AT_STAGE_ENTRY,
+        RECORD_EXPERIMENT_ASSIGNMENTS,
+        SEED_METRICS_FROM_HISTORY,
+        SKIP_INVALID_EVENTS,
         AssignArm,
         CheckVersion,
         ContinueAsNew,
@@ -54,15 +60,51 @@ SEARCH_ATTRIBUTES = (CUSTOMER_ID, JOURNEY_ID, JOURNEY_STAGE, JOURNEY_VERSION)
 """What visibility knows of every journey: the server must have each registered."""
 
 VERSION_SEARCH_ATTRIBUTE = "journey-version-search-attribute"
-"""Patch: the stage's search attributes carry the version too (for `cyklo publish --plan`)."""
+"""Patch: the stage's search attributes carry the version too (for `cyklo publish --plan`).
+Asked when the stage is published, after the preparation's local activity: kept for the
+histories recorded so (VERSION_ATTRIBUTE_DECIDED_FIRST replaces it)."""
 
+VERSION_ATTRIBUTE_DECIDED_FIRST = "journey-version-attribute-decided-first"
+"""Patch: whether the version goes with the stage's search attributes is asked before any
+local activity, never after one. A local activity's result can be recorded in the workflow
+task that scheduled it while the code after it runs in the next task; replay resolves it in
+the first, so a patch asked after it was looked for in the wrong task and the history failed
+to replay (seen: tests/test_event_rules.py, once in two runs on a loaded machine). Asked per
+point until it answers yes, then known for the rest of the run."""
+
+EVERY_PATCH_FROM_THE_START = "journey-every-patch-from-the-start"
+"""Patch: a run whose history holds this marker began on code that takes every change in
+PATCHES_FROM_THE_START, so each of those answers yes without a marker of its own. Every
+marker costs a run two history events (the marker and Temporal's TemporalChangeVersion
+upsert, a visibility write), and the per-point ones cost them again at every stage entry: a
+sign-up asked three. Runs recorded before it still ask each patch where they always did.
+A patch added later is asked on its own; folding it in too takes a new id for this one."""
+RECORD_ENTRY_WITH_ITS_SEND = "record-entry-with-its-send"
+"""Patch: the stage a new enrolment enters in the task that read the newest version is not
+asked for a newer one (prepare_journey has just answered); the send that follows records the
+entry with its claim instead of a second local activity (or prepare_journey does, when no
+send follows)."""
+PATCHES_FROM_THE_START = frozenset(
+    {
+        RECORD_ENTRY_WITH_ITS_SEND,
+        ADOPT_AT_STAGE_ENTRY,
+        RECORD_EXPERIMENT_ASSIGNMENTS,
+        SEED_METRICS_FROM_HISTORY,
+        SKIP_INVALID_EVENTS,
+        VERSION_ATTRIBUTE_DECIDED_FIRST,
+        VERSION_SEARCH_ATTRIBUTE,
+    }
+)
 PASSTHROUGH_MODULES = ("definition", "jinja2", "markupsafe", "pydantic", "pydantic_core", "yaml", "zoneinfo")
 """Pure libraries the workflow uses, loaded once outside the sandbox: Jinja2 imports parts
 of itself lazily and guards its caches with locks, which the sandbox would refuse."""
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox for JourneyWorkflow: every worker and replayer must use this one."""
+def workflow_runner(*, sandboxed: bool = True) -> WorkflowRunner:
+    """How JourneyWorkflow runs: in the sandbox every replayer and test uses (with these
+    passthrough modules), or without it (Settings.workflow_sandbox says why)."""
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )
@@ -85,11 +127,15 @@ class JourneyWorkflow:
             journey_id=input.journey_id,
             customer_id=input.customer_id,
             events_per_run=input.events_per_run,
-            patched=workflow.patched,
+            patched=self._patched,
             warn=lambda message: workflow.logger.warning("%s", message),
             check_event=self._invalid_properties,
         )
         self.support_changed = False
+        self.version_attribute_decided = False
+        self.every_patch_from_the_start: bool | None = None
+        self.unrecorded_entries: list[StageEntered] = []
+        """Stage entries the next send records with its claim (RECORD_ENTRY_WITH_ITS_SEND)."""
 
     @workflow.signal(name="event")
     def event(self, event: JourneyEvent) -> None:
@@ -175,21 +221,36 @@ class JourneyWorkflow:
     async def run(self, input: JourneyInput) -> JourneyResult:
         if not self.state.instance:
             self.state.instance = str(workflow.uuid4())[:8]
-        prepared = await self._prepare(version=self.state.version or input.version)
+        seed = None
+        if input.state is None and self._patched(SEED_METRICS_FROM_HISTORY):
+            seed = SeedRequest(at=self._now(), handled_event_ids=[event.event_id for event in self.inbox])
+        requested = self.state.version or input.version
+        prepared = await self._prepare(version=requested, seed=seed)
+        if prepared.seed is not None:
+            self.machine.seed(prepared.seed)
         self.machine.load(compile_journey(prepared.definition_json), prepared.version, prepared.timezone)
         if self.state.stage is not None:
             self._publish_stage(self.state.stage)
 
+        newest_just_read = requested is None
         while True:
             self.support_changed = False
             effect = self.machine.turn(
                 self.inbox, self._now(), suggest_new_run=workflow.info().is_continue_as_new_suggested()
             )
             if isinstance(effect, CheckVersion):
-                # The stage just entered is published once, with the version it runs on.
-                await self._adopt_newer(effect)
+                if newest_just_read and self._patched(RECORD_ENTRY_WITH_ITS_SEND):
+                    # Read in this very task: there is nothing newer to adopt.
+                    self.unrecorded_entries.append(effect.entered)
+                    self.machine.adopt(None, effect.current, self._now())
+                else:
+                    # The stage just entered is published once, with the version it runs on.
+                    await self._adopt_newer(effect)
                 continue
+            newest_just_read = False
             self._publish_entered()
+            if not isinstance(effect, SendMessage):
+                await self._record_entries()
             match effect:
                 case SendMessage():
                     await self._send(effect)
@@ -227,11 +288,17 @@ class JourneyWorkflow:
         return workflow.now() + self.input.clock_offset
 
     async def _prepare(
-        self, *, version: int | None = None, newer_than: int | None = None, entered: StageEntered | None = None
+        self,
+        *,
+        version: int | None = None,
+        newer_than: int | None = None,
+        entered: StageEntered | None = None,
+        seed: SeedRequest | None = None,
     ) -> PreparedJourney:
         """The definition from the database, through a local activity: replays read it from
         history. Asked at run start and, for a newer version, at stage entries and upgrades —
         rather than told by a signal at publish, which would wake every customer at once."""
+        self._decide_version_attribute()
         return await workflow.execute_local_activity(
             "prepare_journey",
             PrepareRequest(
@@ -240,6 +307,7 @@ class JourneyWorkflow:
                 version=version,
                 newer_than=newer_than,
                 entered=entered,
+                seed=seed,
             ),
             result_type=PreparedJourney,
             start_to_close_timeout=timedelta(seconds=30),
@@ -254,6 +322,7 @@ class JourneyWorkflow:
     async def _assign(self, assign: AssignArm) -> None:
         """The arm through a local activity that records it: a winner decided in the database
         reaches the workflow from history on replay, never from a read in workflow code."""
+        self._decide_version_attribute()
         answer = await workflow.execute_local_activity(
             "record_assignment",
             assign.request,
@@ -273,21 +342,33 @@ class JourneyWorkflow:
         except TimeoutError:
             pass  # the wake-up time came: the next turn handles whatever is due
 
+    async def _record_entries(self) -> None:
+        """The held stage entries, through prepare_journey, when no send follows to take them
+        (its answer is not needed: the newest version was read in the same task)."""
+        entries, self.unrecorded_entries = self.unrecorded_entries, []
+        for entered in entries:
+            await self._prepare(newer_than=self.state.version, entered=entered)
+
     async def _send(self, send: SendMessage) -> None:
+        request = send.request
+        if self.unrecorded_entries:
+            request = request.model_copy(update={"entered": self.unrecorded_entries})
         try:
             outcome: SendOutcome = await workflow.execute_activity(
                 "send_message",
-                send.request,
+                request,
                 result_type=SendOutcome,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=SEND_RETRY,
             )
         except ActivityError as error:
             # Retries ran out (the database stayed down for hours): this message is lost,
-            # the journey is not.
+            # the journey is not, nor the stage entries it was to record.
             outcome = SendOutcome(
                 message_id=0, status="failed", reason=f"send gave up: {error.cause or error}"
             )
+            await self._record_entries()
+        self.unrecorded_entries = []
         self.machine.sent(send, outcome, self._now())
 
     def _invalid_properties(self, event: JourneyEvent) -> list[str]:
@@ -297,14 +378,35 @@ class JourneyWorkflow:
         while self.machine.entered:
             self._publish_stage(self.machine.entered.pop(0))
 
+    def _patched(self, patch_id: str) -> bool:
+        """workflow.patched, but yes without a marker for the patches this run began with.
+        EVERY_PATCH_FROM_THE_START is asked at the run's first patch, in its first task."""
+        if self.every_patch_from_the_start is None:
+            self.every_patch_from_the_start = self._began_with_every_patch()
+        if self.every_patch_from_the_start and patch_id.partition("@")[0] in PATCHES_FROM_THE_START:
+            return True
+        return workflow.patched(patch_id)
+
+    def _began_with_every_patch(self) -> bool:
+        return workflow.patched(EVERY_PATCH_FROM_THE_START)
+
+    def _decide_version_attribute(self) -> None:
+        """Called before every local activity (VERSION_ATTRIBUTE_DECIDED_FIRST says why)."""
+        if not self.version_attribute_decided:
+            self.version_attribute_decided = self._patched(
+                at_point(VERSION_ATTRIBUTE_DECIDED_FIRST, self.state.stage_entries)
+            )
+
     def _publish_stage(self, stage: str) -> None:
         attributes: list[SearchAttributeUpdate[Any]] = [
             CUSTOMER_ID.value_set(self.input.customer_id),
             JOURNEY_ID.value_set(self.input.journey_id),
             JOURNEY_STAGE.value_set(stage),
         ]
-        version_too = at_point(VERSION_SEARCH_ATTRIBUTE, self.state.stage_entries)
-        if self.state.version is not None and workflow.patched(version_too):
+        if self.state.version is not None and (
+            self.version_attribute_decided
+            or self._patched(at_point(VERSION_SEARCH_ATTRIBUTE, self.state.stage_entries))
+        ):
             attributes.append(JOURNEY_VERSION.value_set(self.state.version))
         workflow.upsert_search_attributes(attributes)
         workflow.set_current_details(f"{self.input.journey_id}: stage {stage}")

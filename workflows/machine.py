@@ -16,7 +16,7 @@ from typing import Any, assert_never
 from definition.adoption import adopted_by_running_customers, stage_in
 from definition.conditions import ConditionError, evaluate
 from definition.durations import format_duration
-from definition.events import Meaning, invalid_declared, meaning
+from definition.events import EventType, Meaning, invalid_declared, meaning
 from definition.model import REMOVED_STAGE_EXITS, Journey, Transition, split_window
 from definition.program import (
     Branch,
@@ -48,6 +48,7 @@ from workflows.interface import (
     JourneyState,
     JourneyView,
     MessageRecord,
+    MetricsSeed,
     SendOutcome,
     SendRequest,
     StageChange,
@@ -76,6 +77,11 @@ RECORD_EXPERIMENT_ASSIGNMENTS = "record-experiment-assignments"
 """Patch: a customer reaching a split without an arm asks record_assignment (a local
 activity) for it, which records the assignment and may answer a decided winner; before, the
 arm was the hash alone and nothing outside the workflow knew it."""
+
+SEED_METRICS_FROM_HISTORY = "seed-metrics-from-history"
+"""Patch: a new enrolment starts from metrics built from the customer's recorded events
+(prepare_journey's `seed`), not from zero, so an imported or returning customer with orders
+is never taken for a first-time buyer."""
 
 SKIP_INVALID_EVENTS = "skip-invalid-events"
 """Patch: an event whose properties the workflow cannot use is recorded and skipped (before,
@@ -178,6 +184,12 @@ class Machine:
         """Stages entered since the workflow last published the stage, oldest first."""
         self.newer_version_wanted = False
         """A stage was entered: the flow waits for CheckVersion's answer before it runs."""
+
+    def seed(self, seed: MetricsSeed) -> None:
+        """A new enrolment's starting metrics, from the customer's recorded history."""
+        state = self.state
+        state.metrics = seed.metrics.model_copy(deep=True)
+        state.counted_event_ids = list(seed.recent_event_ids)
 
     def load(self, journey: CompiledJourney, version: int, timezone: str) -> None:
         self.journey = journey
@@ -359,7 +371,10 @@ class Machine:
             state.recent_events = bounded([*state.recent_events, record], RECENT_EVENTS)
             return
         state.last_event_at[event.type] = now
-        state.metrics.record(event.type, event.properties, event.occurred_at, now)
+        # An event the seed already counted (recorded just before the journey started, its
+        # signal still on the way) moves the customer but is not counted twice.
+        if event.event_id not in state.counted_event_ids:
+            state.metrics.record(event.type, event.properties, event.occurred_at, now)
         record.effect = self._react(event, now)
         state.recent_events = bounded([*state.recent_events, record], RECENT_EVENTS)
 
@@ -369,9 +384,13 @@ class Machine:
         context = self._condition_context(event, now)
         if state.stage is None:
             for entry in definition.entry:
-                if entry.on == event.type and self._holds(entry.when, context):
+                if entry.trigger == event.type and self._holds(entry.when, context):
                     self._enter(entry.to, f"{event.type} ({event.event_id})", event, now)
                     return f"entered {entry.to}"
+            if event.type == EventType.IMPORTED:
+                # Nothing in the history fits an `imported` entry: the customer waits outside
+                # the journey, and a later event may still start it.
+                state.exited = "imported: no entry matched the customer's history"
             return "no entry rule matched"
         for transition in definition.stages[state.stage].transitions:
             if transition.on == event.type and self._holds(transition.when, context):
@@ -440,7 +459,9 @@ class Machine:
                     exempt = send.transactional or not send.channel.reaches_customer
                     resume = None if exempt else quiet_until(now, state.timezone, quiet)
                     if resume is not None:
-                        state.timer = Timer(at=resume, reason=f"quiet hours: {send.template} waits")
+                        state.timer = Timer(
+                            at=resume, reason=f"quiet hours: {send.template} waits", held_from=now
+                        )
                         return None
                     return self._send(instruction, now)
                 case Wait():
@@ -545,6 +566,8 @@ class Machine:
             transactional=send.spec.transactional,
             url=send.spec.url,
             send_at=now,
+            # Only the quiet hours' timer carries held_from.
+            held_since=state.timer.held_from if state.timer is not None else None,
             metrics=state.metrics.view(now),
             event=event_context(state.stage_event),
         )
@@ -618,7 +641,7 @@ class Machine:
                 state.paused = None
             case SupportKind.SKIP_WAIT:
                 assert state.timer is not None
-                state.timer = Timer(at=now, reason=state.timer.reason)
+                state.timer = state.timer.model_copy(update={"at": now})
             case SupportKind.MOVE_TO:
                 assert action.stage is not None
                 self._enter(action.stage, f"moved by {action.by}", None, now)

@@ -17,7 +17,6 @@ import secrets
 import shutil
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,6 @@ from typing import Any
 
 import httpx
 import psutil
-import psycopg
 from sqlmodel import col, select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -37,7 +35,7 @@ from bench.faults.gate import DatabaseGate
 from bench.faults.prediction import PATTERNS, Expected, Pattern, predict, profile
 from bench.load import ShopClient
 from bench.run import machine
-from bench.stack import Stack, running_stack
+from bench.stack import Stack, fresh_database, running_stack
 from definition.schedule import daytime_zone
 from definition.statuses import FINAL
 from emulator.state import SENDGRID_WEBHOOK_RETRY_SECONDS
@@ -383,7 +381,7 @@ async def run_faults(options: Options, say: Callable[[str], None]) -> dict[str, 
         "folder": str(folder),
     }
     with (
-        _database(options.postgres_url, options.keep) as direct_url,
+        fresh_database(options.postgres_url, options.keep, "cyklo_faults") as direct_url,
         DatabaseGate("127.0.0.1", _port(direct_url)) as gate,
     ):
         gated_url = direct_url.replace(f":{_port(direct_url)}/", f":{gate.port}/")
@@ -439,26 +437,6 @@ async def run_faults(options: Options, say: Callable[[str], None]) -> dict[str, 
         }
     )
     return results
-
-
-@contextlib.contextmanager
-def _database(admin_url: str, keep: bool) -> Any:
-    """A database of the run's own on the PostgreSQL server, dropped afterwards unless kept."""
-    name = f"cyklo_faults_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(admin_url, autocommit=True)
-    except psycopg.OperationalError as error:
-        raise RuntimeError(f"PostgreSQL is not reachable at {admin_url} (--postgres-url): {error}") from None
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        engine_for(normalise_url(url)).dispose()
-        if not keep:
-            with psycopg.connect(admin_url, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _port(url: str) -> int:

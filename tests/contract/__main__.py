@@ -67,7 +67,7 @@ async def run(options: argparse.Namespace) -> int:
             database_url=f"sqlite:///{folder}/cyklo.db",
             journeys_dir=JOURNEYS,
             task_queue="contract",
-            api_keys=f"{KEY}=events,support:read,support:write,reports",
+            api_keys=f"{KEY}=events,support:read,support:write,reports,metrics",
             public_url=f"http://127.0.0.1:{port}",
             max_request_bytes=1_000_000,
         )

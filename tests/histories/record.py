@@ -2,7 +2,9 @@
 
 Run after a change that should be replay-safe only to ADD new histories; the existing
 ones are the contract that old running journeys keep working:
-    python -m tests.histories.record NAME
+    python -m tests.histories.record NAME [SAVED_AS]
+(SAVED_AS: the files' name instead of NAME, to add a story recorded by newer code beside the
+old recording of it.)
 They are written decrypted, so they stay readable and replay under any key.
 """
 
@@ -12,7 +14,9 @@ import asyncio
 import json
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,11 +25,14 @@ from temporalio.testing import WorkflowEnvironment
 from connection import data_converter, installed_binary, register_search_attributes
 from definition.model import Journey
 from emulator.server import ProviderEmulator
+from ingestion.importer import load_chunk, start_customers
+from ingestion.imports import ImportKind, RawRow
 from payload_encryption import new_payload_key
 from publishing import publish, publish_journeys
 from routing.events import EventRouter, IncomingEvent
 from settings import Settings
 from storage import customers, journey_versions
+from storage.customers import CustomerProfile
 from storage.database import migrate, session_for
 from tests.conftest import JOURNEYS, make_scenario, run
 from tests.payloads import decrypted
@@ -69,11 +76,11 @@ def scenarios() -> dict[str, object]:
     }
 
 
-async def support_story(keys: str) -> list[str]:
-    """Every support action and continue-as-new in one enrolment: sign-up, a pause over the
-    welcome's wait, resume, skip_wait, purchases past the run's 3 events, move_to, an
-    upgrade to a version published meanwhile, exit."""
-    scenario = make_scenario(id="c-support")
+@asynccontextmanager
+async def recording(
+    keys: str, customer: CustomerProfile
+) -> AsyncIterator[tuple[WorkflowEnvironment, Settings, EventRouter]]:
+    """A time-skipping server, a worker, the shipped journeys published and `customer` saved."""
     with tempfile.TemporaryDirectory() as folder, ProviderEmulator() as emulator:
         settings = Settings(
             database_url=f"sqlite:///{folder}/record.db",
@@ -89,54 +96,100 @@ async def support_story(keys: str) -> list[str]:
         migrate(settings.database_url)
         publish_journeys(settings, [JOURNEYS])
         with session_for(settings.database_url) as session:
-            customers.upsert(session, scenario.customer)
-            definitions = [Journey.model_validate_json(text) for text in journey_versions.newest_definitions(session)]
+            customers.upsert(session, customer)
+            definitions = [
+                Journey.model_validate_json(text) for text in journey_versions.newest_definitions(session)
+            ]
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=installed_binary("temporal-test-server"),
             data_converter=data_converter(settings),
         )
         try:
             await register_search_attributes(env.client, "default")
-            router = EventRouter(env.client, settings, definitions)
-            offset = scenario.start - await env.get_current_time()
-            handle = env.client.get_workflow_handle(workflow_id("lifecycle", scenario.customer.id))
-            ewa = SupportAction(by="Ewa", reason="recorded for the replay test")
-
-            async def event(index: int, type: str, **properties: object) -> None:
-                incoming = IncomingEvent(
-                    event_id=f"e-{index}",
-                    customer_id=scenario.customer.id,
-                    type=type,
-                    occurred_at=await env.get_current_time() + offset,
-                    properties=properties,
-                )
-                await router.route(incoming, clock_offset=offset)
-
             with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
                 async with build_worker(env.client, settings, executor):
-                    await event(0, "signed_up")
-                    await env.sleep(timedelta(hours=1))
-                    await handle.execute_update(JourneyWorkflow.pause, ewa)
-                    await env.sleep(timedelta(days=4))
-                    await handle.execute_update(JourneyWorkflow.resume, ewa)
-                    await env.sleep(timedelta(hours=1))
-                    await handle.execute_update(JourneyWorkflow.skip_wait, ewa)
-                    await env.sleep(timedelta(hours=1))
-                    for index in (1, 2, 3):
-                        await event(index, "purchase", amount=40.0, order_id=f"o-{index}")
-                        await env.sleep(timedelta(hours=2))
-                    await handle.execute_update(
-                        JourneyWorkflow.move_to, ewa.model_copy(update={"stage": "inactive"})
-                    )
-                    await env.sleep(timedelta(days=1))
-                    publish(settings, [LIVE_EDIT])
-                    await JourneyHandle(env.client, "lifecycle", scenario.customer.id).perform(SupportKind.UPGRADE, ewa)
-                    await env.sleep(timedelta(days=1))
-                    await handle.execute_update(JourneyWorkflow.exit, ewa)
-                    await handle.result()
-                    return await _histories(env, handle.id)
+                    yield env, settings, EventRouter(env.client, settings, definitions)
         finally:
             await env.shutdown()
+
+
+async def imported_story(keys: str) -> list[str]:
+    """An imported customer with two past orders: started by `cyklo import start`, seeded
+    with those orders, entering `active` (no welcome), then buying again a month later."""
+    scenario = make_scenario(id="c-imported")
+    async with recording(keys, scenario.customer) as (env, settings, router):
+        now = await env.get_current_time()
+        rows = [
+            RawRow(
+                n,
+                {
+                    "order_id": f"o-{n}",
+                    "customer_id": "c-imported",
+                    "amount": 150,
+                    "occurred_at": (now - timedelta(days=10 * n)).isoformat(),
+                },
+            )
+            for n in (1, 2)
+        ]
+        load_chunk(settings.database_url, ImportKind.ORDERS, rows, settings.currency)
+        await start_customers(router, ["c-imported"])
+        await env.sleep(timedelta(days=31))
+        purchase = IncomingEvent(
+            event_id="e-1",
+            customer_id="c-imported",
+            type="purchase",
+            occurred_at=await env.get_current_time(),
+            properties={"amount": 90.0, "order_id": "o-3"},
+        )
+        await router.route(purchase)
+        await env.sleep(timedelta(days=1))
+        handle = env.client.get_workflow_handle(workflow_id("lifecycle", "c-imported"))
+        await handle.execute_update(
+            JourneyWorkflow.exit, SupportAction(by="Ewa", reason="recorded for the replay test")
+        )
+        await handle.result()
+        return await _histories(env, handle.id)
+
+
+async def support_story(keys: str) -> list[str]:
+    """Every support action and continue-as-new in one enrolment: sign-up, a pause over the
+    welcome's wait, resume, skip_wait, purchases past the run's 3 events, move_to, an
+    upgrade to a version published meanwhile, exit."""
+    scenario = make_scenario(id="c-support")
+    async with recording(keys, scenario.customer) as (env, settings, router):
+        offset = scenario.start - await env.get_current_time()
+        handle = env.client.get_workflow_handle(workflow_id("lifecycle", scenario.customer.id))
+        ewa = SupportAction(by="Ewa", reason="recorded for the replay test")
+
+        async def event(index: int, type: str, **properties: object) -> None:
+            incoming = IncomingEvent(
+                event_id=f"e-{index}",
+                customer_id=scenario.customer.id,
+                type=type,
+                occurred_at=await env.get_current_time() + offset,
+                properties=properties,
+            )
+            await router.route(incoming, clock_offset=offset)
+
+        await event(0, "signed_up")
+        await env.sleep(timedelta(hours=1))
+        await handle.execute_update(JourneyWorkflow.pause, ewa)
+        await env.sleep(timedelta(days=4))
+        await handle.execute_update(JourneyWorkflow.resume, ewa)
+        await env.sleep(timedelta(hours=1))
+        await handle.execute_update(JourneyWorkflow.skip_wait, ewa)
+        await env.sleep(timedelta(hours=1))
+        for index in (1, 2, 3):
+            await event(index, "purchase", amount=40.0, order_id=f"o-{index}")
+            await env.sleep(timedelta(hours=2))
+        await handle.execute_update(JourneyWorkflow.move_to, ewa.model_copy(update={"stage": "inactive"}))
+        await env.sleep(timedelta(days=1))
+        publish(settings, [LIVE_EDIT])
+        await JourneyHandle(env.client, "lifecycle", scenario.customer.id).perform(SupportKind.UPGRADE, ewa)
+        await env.sleep(timedelta(days=1))
+        await handle.execute_update(JourneyWorkflow.exit, ewa)
+        await handle.result()
+        return await _histories(env, handle.id)
 
 
 async def _histories(env: WorkflowEnvironment, workflow: str) -> list[str]:
@@ -145,24 +198,28 @@ async def _histories(env: WorkflowEnvironment, workflow: str) -> list[str]:
     while True:
         history = await env.client.get_workflow_handle(workflow, run_id=run_id).fetch_history()
         found.insert(0, history.to_json())
-        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id or None
+        run_id = (
+            history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id or None
+        )
         if run_id is None:
             return found
 
 
-async def record(name: str) -> None:
+async def record(name: str, saved_as: str) -> None:
     options = {"events_per_run": 3} if name == "continue_as_new" else {}
     keys = new_payload_key("record")
     if name.startswith("support_actions"):
         histories = await support_story(keys)
+    elif name == "imported":
+        histories = await imported_story(keys)
     else:
         result = await run(scenarios()[name], record_histories=True, payload_keys=keys, **options)  # type: ignore[arg-type]
         histories = result.histories
     for index, history in enumerate(histories):
-        target = HERE / f"{name}_{index}.json"
+        target = HERE / f"{saved_as}_{index}.json"
         target.write_text(json.dumps(await decrypted(json.loads(history), keys), indent=1) + "\n")
         print(f"wrote {target}")
 
 
 if __name__ == "__main__":
-    asyncio.run(record(sys.argv[1]))
+    asyncio.run(record(sys.argv[1], saved_as=sys.argv[2] if len(sys.argv) > 2 else sys.argv[1]))

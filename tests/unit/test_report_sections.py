@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api.report_charts import _experiments
+from api.report_charts import _experiments, step_funnel
 from reports.experiments import ArmResult, ExperimentsReport, GroupRevenue, ProgrammeResult, SplitResult
+from reports.funnel import StepFunnel
 from reports.statistics import Interval
 
 pytestmark = pytest.mark.unit
@@ -56,3 +57,33 @@ def test_each_arm_is_drawn_with_its_interval_and_the_programme_line_is_written()
     assert section.notes == [
         "The whole programme against the 5 % control group: +4.50 PLN per customer (-1.25 to +10.25)"
     ]
+
+
+def test_a_steps_funnel_gives_each_level_its_count_and_share_of_the_messages_sent() -> None:
+    step = StepFunnel(
+        stage="prospect",
+        step="prospect/0",
+        template="welcome",
+        channel="email",
+        sent=200,
+        delivered=190,
+        opened=80,
+        clicked=20,
+        converted=5,
+        revenue=1250.0,
+    )
+
+    funnel = step_funnel(step, "PLN")
+
+    assert funnel.label == "prospect · welcome (email) — 5 converted, 1,250.00 PLN"
+    assert [(level.label, level.value, level.note) for level in funnel.levels] == [
+        ("sent", 200, "200 sent"),
+        ("delivered", 190, "190 delivered · 95.0% of sent"),
+        ("opened", 80, "80 opened · 40.0% of sent"),
+        ("clicked", 20, "20 clicked · 10.0% of sent"),
+        ("converted", 5, "5 converted · 2.5% of sent"),
+    ]
+    not_sent = step.model_copy(update={"no_consent": 3, "failed": {"400": 1}})
+    assert step_funnel(not_sent, "PLN").label.endswith(
+        " — 5 converted, 1,250.00 PLN · not sent: 3 no consent, 1 failed: 400"
+    )

@@ -130,3 +130,33 @@ def test_support_waits_until_the_journey_is_loaded() -> None:
     assert machine.refusal(SupportKind.PAUSE, SupportAction(by="Ewa")) == (
         "the journey is starting: try again in a moment"
     )
+
+
+def test_a_database_that_does_not_answer_reads_as_a_sentence_with_the_fix() -> None:
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from process.errors import database_unreachable, unexpected
+
+    refused = psycopg.OperationalError(
+        'connection failed: connection to server at "127.0.0.1", port 5499 failed: Connection refused'
+    )
+    message = database_unreachable(OperationalError("SELECT 1", {}, refused))
+
+    assert message == (
+        'the database does not answer (connection failed: connection to server at "127.0.0.1", port 5499 '
+        "failed: Connection refused): check CYKLO_DATABASE_URL and that the server is up"
+    )
+    assert "OperationalError" not in message and "sqlalche.me" not in message
+    assert unexpected(KeyError()) == "an unexpected error (unexpected: please report it with the command you ran)"
+
+
+def test_a_problem_quoting_a_key_with_a_line_break_stays_one_line() -> None:
+    from pathlib import Path
+
+    from definition.problems import Problem
+
+    text = str(Problem(Path("journeys/promo.yaml"), 4, "one step per '- ' item, but this one has a\nb, c\u2028d"))
+
+    assert text.splitlines() == [text]
+    assert text.endswith("but this one has a\\nb, c\\u2028d")

@@ -40,6 +40,8 @@ def test_a_message_in_quiet_hours_waits_for_nine_local_across_dst(
 
     assert drive.sent == [(at(sent_local), "welcome")]
     assert drive.sent[0][0].utcoffset() == at(sent_local).utcoffset()
+    # The send says when it was due, for the funnel's "held by quiet hours".
+    assert drive.requests[0].request.held_since == at(signed_up)
 
 
 def test_a_transactional_message_ignores_quiet_hours() -> None:
@@ -48,6 +50,7 @@ def test_a_transactional_message_ignores_quiet_hours() -> None:
     drive.event("signed_up")
 
     assert drive.sent == [(at("2026-03-28T23:00:00+01:00"), "receipt")]
+    assert drive.requests[0].request.held_since is None
 
 
 def test_no_quiet_hours_when_the_journey_has_none() -> None:
