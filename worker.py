@@ -46,6 +46,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         # The provider clients block: they run on threads, never on the event loop.
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        # Sends run as local activities on the same threads (SENDS_AS_LOCAL_ACTIVITIES).
+        max_concurrent_local_activities=ACTIVITY_THREADS,
         max_cached_workflows=settings.workflow_cache_size,
         # A deploy must not cut a send off between the provider call and the ledger update,
         # and the whole stop must still fit in its budget (process/shutdown.py).

@@ -8,18 +8,20 @@ message, so it records the message failed instead of risking a duplicate: at mos
 Errors stay at their depth: only the render's own errors make a `template error`. A database
 error (reading templates, claiming, recording) leaves the activity to its retry policy, the
 claim rolled back when the provider was not called, so the message goes out later, once; a
-provider's id already got is kept in the activity's heartbeat, so a retry only records it.
+provider's id already got is kept in the activity's heartbeat, so a retry only records it (a
+local activity, which has no heartbeat, waits for the database within its attempt instead).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import time
 from datetime import timedelta
 from functools import lru_cache
 from typing import cast
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, func, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -48,6 +50,9 @@ from workflows.retries import SEND_MAX_ATTEMPTS
 
 CAP_MESSAGES = 3
 CAP_WINDOW = timedelta(days=7)
+RECORD_SENT_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Seconds between the tries of recording a local send the provider took: 15.5 s in all,
+inside the send's 30 s start-to-close timeout."""
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +159,25 @@ class MessageSender:
                     finish(session, message, MessageStatus.FAILED, f"{problem.code}: {problem.message}"),
                     customer,
                 )
+        if activity.info().is_local:
+            return self._record_sent_within_attempt(message.id, provider_id, customer)
         # The provider took it: should recording fail, the next attempt finds this and only records.
         activity.heartbeat(message.id, provider_id)
         return self._record_sent(message.id, provider_id, customer)
+
+    def _record_sent_within_attempt(
+        self, message_id: int, provider_id: str | None, customer: Customer
+    ) -> SendOutcome:
+        """A local activity has no heartbeat to hand the provider's id to its next attempt,
+        which would find the row `sending` and could only record the outcome unknown: so a
+        database that fails here is waited for in this attempt, within its timeout."""
+        for pause in RECORD_SENT_PAUSES:
+            try:
+                return self._record_sent(message_id, provider_id, customer)
+            except DBAPIError as problem:
+                log.warning("recording message %s sent failed, again in %s s: %s", message_id, pause, problem)
+                time.sleep(pause)
+        return self._record_sent(message_id, provider_id, customer)
 
     def _record_sent(
         self, message_id: int, provider_id: str | None, customer: Customer | None = None

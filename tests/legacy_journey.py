@@ -11,14 +11,14 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from workflows.interface import JourneyEvent, JourneyInput, JourneyResult
     from workflows.machine import ADOPT_AT_STAGE_ENTRY
-from workflows.journey import JourneyWorkflow
+from workflows.journey import PATCH_GENERATIONS, SENDS_AS_LOCAL_ACTIVITIES, JourneyWorkflow
 
 
 class AsksEachPatch(JourneyWorkflow):
     """Code from before EVERY_PATCH_FROM_THE_START asked each patch where it stands."""
 
-    def _began_with_every_patch(self) -> bool:
-        return False
+    def _began_with_patches(self) -> frozenset[str]:
+        return frozenset()
 
 
 @workflow.defn(name="Journey")
@@ -48,3 +48,19 @@ class JourneyBeforeAdoption(AsksEachPatch):
     @workflow.run
     async def run(self, input: JourneyInput) -> JourneyResult:
         return await super().run(input)
+
+
+@workflow.defn(name="Journey")
+class JourneyBeforeLocalSends(JourneyWorkflow):
+    """The code of the first patch generation: every send an activity task of its own."""
+
+    @workflow.run
+    async def run(self, input: JourneyInput) -> JourneyResult:
+        return await super().run(input)
+
+    def _began_with_patches(self) -> frozenset[str]:
+        marker, patches = PATCH_GENERATIONS[0]
+        return patches if workflow.patched(marker) else frozenset()
+
+    def _patched(self, patch_id: str) -> bool:
+        return patch_id != SENDS_AS_LOCAL_ACTIVITIES and super()._patched(patch_id)

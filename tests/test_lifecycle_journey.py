@@ -188,12 +188,13 @@ async def test_a_purchase_while_the_cart_reminder_waits_for_quiet_hours_cancels_
     assert result.journeys["abandoned_cart"].stage == "bought"
 
 
-async def test_a_sign_up_costs_one_patch_and_one_local_activity_and_its_welcome_records_the_entry(
+async def test_a_sign_up_is_one_workflow_task_with_one_patch_and_its_welcome_records_the_entry(
     tmp_path: Path,
 ) -> None:
-    """What a sign-up writes to Temporal is most of what it costs: one patch marker for every
-    change the run began with, one local activity for the definition, and the stage entry
-    recorded by the welcome's claim instead of a local activity of its own."""
+    """What a sign-up writes to Temporal is most of what it costs: one workflow task holding
+    one patch marker for every change the run began with, a local activity for the
+    definition, the stage's search attributes, the welcome sent by a local activity (no
+    activity task, no second workflow task) that also records the stage entry, and the timer."""
     database_url = f"sqlite:///{tmp_path}/cyklo.db"
     result = await run(make_scenario(SIGNED_UP, until="1d"), record_histories=True, database_url=database_url)
 
@@ -203,15 +204,29 @@ async def test_a_sign_up_costs_one_patch_and_one_local_activity_and_its_welcome_
         for events in (json.loads(history)["events"] for history in result.histories)
         if _journey_of(events[0]) == "lifecycle"
     )
-    before_the_welcome = list(
-        takewhile(lambda event: event["eventType"] != "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED", lifecycle)
-    )
+    until_asleep = [
+        event["eventType"].removeprefix("EVENT_TYPE_")
+        for event in takewhile(lambda event: event["eventType"] != "EVENT_TYPE_TIMER_FIRED", lifecycle)
+    ]
+    assert until_asleep == [
+        "WORKFLOW_EXECUTION_STARTED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_EXECUTION_SIGNALED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_COMPLETED",
+        "MARKER_RECORDED",  # the patch generation the run began with
+        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",  # Temporal's TemporalChangeVersion for it
+        "MARKER_RECORDED",  # prepare_journey
+        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",  # the stage
+        "MARKER_RECORDED",  # the welcome's send
+        "TIMER_STARTED",
+    ]
     markers = [
         event["markerRecordedEventAttributes"]["markerName"]
-        for event in before_the_welcome
+        for event in lifecycle[: len(until_asleep)]
         if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
     ]
-    assert markers == ["core_patch", "core_local_activity"]
+    assert markers == ["core_patch", "core_local_activity", "core_local_activity"]
     with session_for(database_url) as session:
         entries = session.exec(select(StageEntry)).all()
     assert [(row.journey_id, row.entry, row.stage, row.previous_stage) for row in entries] == [

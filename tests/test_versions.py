@@ -162,3 +162,80 @@ async def test_a_customer_who_was_in_the_journey_before_adoption_existed_adopts_
     with session_for(settings.database_url) as session:
         entries = session.exec(select(StageEntry).where(StageEntry.customer_id == "c-before")).all()
     assert [(row.stage, row.entry) for row in entries] == [("new", 2)], "recorded from the first live entry"
+
+
+async def test_a_customer_whose_sends_were_activity_tasks_keeps_them_for_the_run_once_each(
+    world: World,
+) -> None:
+    """A worker of the first patch generation takes the sign-up (the welcome an activity task);
+    the new worker replays that history and sends the purchase's thank-you the same way for the
+    rest of the run, each message once, while a customer signing up now is sent to by local
+    activities; both histories replay on the current code."""
+    from temporalio.worker import Replayer, Worker
+
+    from activities.prepare import JourneyPreparation
+    from activities.send import MessageSender
+    from tests.legacy_journey import JourneyBeforeLocalSends
+    from workflows.journey import JourneyWorkflow, workflow_runner
+
+    settings = world.settings
+    publish_journeys(settings, [JOURNEYS])
+    purchase = {"at": "1d", "type": "purchase", "id": "p-1", "properties": {"order_id": "o-1", "amount": 90.0}}
+    # This test server's clock is the real one: customers whose noon it is, so quiet hours hold nothing.
+    midday = _zone_at_midday()
+    before = make_scenario(SIGNED_UP, purchase, id="c-before", timezone=midday)
+    now = make_scenario(SIGNED_UP, id="c-now", timezone=midday)
+    world.add_customers(before, now)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        old_worker = Worker(
+            world.env.client,
+            task_queue=settings.task_queue,
+            workflows=[JourneyBeforeLocalSends],
+            workflow_runner=workflow_runner(),
+            activities=[JourneyPreparation(settings).prepare_journey, MessageSender(settings).send_message],
+            activity_executor=executor,
+            # No sticky queue to outlive it: the new worker takes the journey at once, from history.
+            max_cached_workflows=0,
+        )
+        async with old_worker:
+            await world.router().route(before.incoming_at(0))
+            await world.env.sleep(timedelta(hours=1))
+        async with build_worker(world.env.client, settings, executor):
+            await world.router().route(before.incoming_at(1))
+            await world.router().route(now.incoming_at(0))
+            await world.env.sleep(timedelta(hours=1))
+            histories = {
+                customer: await world.env.client.get_workflow_handle(
+                    workflow_id("lifecycle", customer)
+                ).fetch_history()
+                for customer in ("c-before", "c-now")
+            }
+
+    with session_for(settings.database_url) as session:
+        sent = sorted(
+            (row.customer_id, row.template, row.channel)
+            for row in session.exec(select(Message).where(col(Message.status) == "sent")).all()
+        )
+    assert sent == [
+        ("c-before", "thank_you", "email"),
+        ("c-before", "thank_you", "sms"),
+        ("c-before", "welcome", "email"),
+        ("c-now", "welcome", "email"),
+    ]
+    activity_tasks = {
+        customer: sum(event.HasField("activity_task_scheduled_event_attributes") for event in history.events)
+        for customer, history in histories.items()
+    }
+    assert activity_tasks == {"c-before": 3, "c-now": 0}
+    replayer = Replayer(
+        workflows=[JourneyWorkflow], workflow_runner=workflow_runner(), data_converter=world.env.client.data_converter
+    )
+    for history in histories.values():
+        await replayer.replay_workflow(history)
+
+
+def _zone_at_midday() -> str:
+    from datetime import UTC, datetime
+
+    hours_ahead = (12 - datetime.now(UTC).hour + 12) % 24 - 12  # -12 … 11, as the Etc zones go
+    return f"Etc/GMT{-hours_ahead:+d}"  # Etc/GMT-3 is three hours AHEAD of UTC (POSIX signs)

@@ -72,19 +72,18 @@ the first, so a patch asked after it was looked for in the wrong task and the hi
 to replay (seen: tests/test_event_rules.py, once in two runs on a loaded machine). Asked per
 point until it answers yes, then known for the rest of the run."""
 
-EVERY_PATCH_FROM_THE_START = "journey-every-patch-from-the-start"
-"""Patch: a run whose history holds this marker began on code that takes every change in
-PATCHES_FROM_THE_START, so each of those answers yes without a marker of its own. Every
-marker costs a run two history events (the marker and Temporal's TemporalChangeVersion
-upsert, a visibility write), and the per-point ones cost them again at every stage entry: a
-sign-up asked three. Runs recorded before it still ask each patch where they always did.
-A patch added later is asked on its own; folding it in too takes a new id for this one."""
 RECORD_ENTRY_WITH_ITS_SEND = "record-entry-with-its-send"
 """Patch: the stage a new enrolment enters in the task that read the newest version is not
 asked for a newer one (prepare_journey has just answered); the send that follows records the
 entry with its claim instead of a second local activity (or prepare_journey does, when no
 send follows)."""
-PATCHES_FROM_THE_START = frozenset(
+SENDS_AS_LOCAL_ACTIVITIES = "sends-as-local-activities"
+"""Patch: a send runs as a local activity in the workflow task that decided it, not as an
+activity task of its own. An activity task costs the server a dispatch through matching and
+the journey a second workflow task (six history events and two round trips per message); the
+ledger, not the activity's kind, is what keeps a send at most once (a retry or a re-run after
+a crash finds its row), so nothing is lost by running it where the decision is made."""
+FIRST_PATCH_GENERATION = frozenset(
     {
         RECORD_ENTRY_WITH_ITS_SEND,
         ADOPT_AT_STAGE_ENTRY,
@@ -95,6 +94,18 @@ PATCHES_FROM_THE_START = frozenset(
         VERSION_SEARCH_ATTRIBUTE,
     }
 )
+PATCH_GENERATIONS = (
+    ("journey-every-patch-from-the-start", FIRST_PATCH_GENERATION),
+    ("journey-every-patch-from-the-start@2", FIRST_PATCH_GENERATION | {SENDS_AS_LOCAL_ACTIVITIES}),
+)
+"""Patches: a run whose history holds one of these markers began on code that takes every
+change of its set, so each answers yes without a marker of its own. Every marker costs a run
+two history events (the marker and Temporal's TemporalChangeVersion upsert, a visibility
+write), and the per-point ones cost them again at every stage entry: a sign-up asked three.
+A run asks the newest generation first, in its first task; runs recorded before a generation
+existed answer no to it and go on with the one they began with (or ask each patch where they
+always did, before the first). A patch added later is asked on its own by older runs and
+joins the sets of a new generation, appended here: never change a set already released."""
 PASSTHROUGH_MODULES = ("definition", "jinja2", "markupsafe", "pydantic", "pydantic_core", "yaml", "zoneinfo")
 """Pure libraries the workflow uses, loaded once outside the sandbox: Jinja2 imports parts
 of itself lazily and guards its caches with locks, which the sandbox would refuse."""
@@ -133,7 +144,7 @@ class JourneyWorkflow:
         )
         self.support_changed = False
         self.version_attribute_decided = False
-        self.every_patch_from_the_start: bool | None = None
+        self.patches_from_the_start: frozenset[str] | None = None
         self.unrecorded_entries: list[StageEntered] = []
         """Stage entries the next send records with its claim (RECORD_ENTRY_WITH_ITS_SEND)."""
 
@@ -354,7 +365,12 @@ class JourneyWorkflow:
         if self.unrecorded_entries:
             request = request.model_copy(update={"entered": self.unrecorded_entries})
         try:
-            outcome: SendOutcome = await workflow.execute_activity(
+            run = (
+                workflow.execute_local_activity
+                if self._patched(SENDS_AS_LOCAL_ACTIVITIES)
+                else workflow.execute_activity
+            )
+            outcome: SendOutcome = await run(
                 "send_message",
                 request,
                 result_type=SendOutcome,
@@ -379,16 +395,19 @@ class JourneyWorkflow:
             self._publish_stage(self.machine.entered.pop(0))
 
     def _patched(self, patch_id: str) -> bool:
-        """workflow.patched, but yes without a marker for the patches this run began with.
-        EVERY_PATCH_FROM_THE_START is asked at the run's first patch, in its first task."""
-        if self.every_patch_from_the_start is None:
-            self.every_patch_from_the_start = self._began_with_every_patch()
-        if self.every_patch_from_the_start and patch_id.partition("@")[0] in PATCHES_FROM_THE_START:
+        """workflow.patched, but yes without a marker for the patches this run began with
+        (PATCH_GENERATIONS), decided at the run's first patch, in its first task."""
+        if self.patches_from_the_start is None:
+            self.patches_from_the_start = self._began_with_patches()
+        if patch_id.partition("@")[0] in self.patches_from_the_start:
             return True
         return workflow.patched(patch_id)
 
-    def _began_with_every_patch(self) -> bool:
-        return workflow.patched(EVERY_PATCH_FROM_THE_START)
+    def _began_with_patches(self) -> frozenset[str]:
+        for marker, patches in reversed(PATCH_GENERATIONS):
+            if workflow.patched(marker):
+                return patches
+        return frozenset()
 
     def _decide_version_attribute(self) -> None:
         """Called before every local activity (VERSION_ATTRIBUTE_DECIDED_FIRST says why)."""
