@@ -52,6 +52,9 @@ def _cpu(explained: dict[str, Any]) -> str:
     )
 
 
+TEMPORAL_COUNTS = ("history_events", "history_kib", "state_writes", "history_appends", "kib_written")
+
+
 def _explained(label: str, cyklo: dict[str, Any], baseline: dict[str, Any]) -> list[Row]:
     """What a customer cost, cyklo beside raw Temporal, from one round."""
     temporal, base_temporal = cyklo["temporal_per_customer"], baseline["temporal_per_customer"]
@@ -67,14 +70,15 @@ def _explained(label: str, cyklo: dict[str, Any], baseline: dict[str, Any]) -> l
             None,
         ),
         (
-            f"  {label}: Temporal per customer (history events / state writes / history appends / KiB written)",
+            f"  {label}: Temporal per customer (history events / history KiB / state writes / history appends"
+            " / KiB written)",
             " / ".join(
                 f"{temporal[k]:g}"
-                for k in ("history_events", "state_writes", "history_appends", "kib_written")
+                for k in TEMPORAL_COUNTS
             ),
             " / ".join(
                 f"{base_temporal[k]:g}"
-                for k in ("history_events", "state_writes", "history_appends", "kib_written")
+                for k in TEMPORAL_COUNTS
             ),
             "",
             "",

@@ -67,8 +67,9 @@ def _one(stack: Stack, sql: str, *parameters: str) -> int:
 
 def workflows_written(stack: Stack, prefix: str) -> dict[str, int]:
     """For the workflows whose id starts with `prefix` (every run of each): history events
-    (next_event_id - 1) and mutable-state writes (db_record_version: Temporal increments it in
-    every transaction that updates a workflow's row, its optimistic lock)."""
+    (next_event_id - 1), their stored bytes, and mutable-state writes (db_record_version:
+    Temporal increments it in every transaction that updates a workflow's row, its optimistic
+    lock)."""
     like = prefix.replace("%", "") + "%"
     return {
         "workflows": _one(
@@ -79,6 +80,14 @@ def workflows_written(stack: Stack, prefix: str) -> dict[str, int]:
         ),
         "state_writes": _one(
             stack, "SELECT sum(db_record_version) FROM executions WHERE workflow_id LIKE ?", like
+        ),
+        # What a cold worker fetches and replays: the histories' stored batches (tree_id is
+        # the run's id in Temporal's SQL schema).
+        "history_bytes": _one(
+            stack,
+            "SELECT sum(length(h.data)) FROM history_node h JOIN executions e ON h.tree_id = e.run_id"
+            " WHERE e.workflow_id LIKE ?",
+            like,
         ),
     }
 
@@ -106,6 +115,7 @@ def explain(
         ),
         "temporal_per_customer": {
             "history_events": round(written["history_events"] * per, 2),
+            "history_kib": round(written["history_bytes"] / 1024 * per, 2),
             "state_writes": round(written["state_writes"] * per, 2),
             "history_appends": round((after.history_appends - before.history_appends) * per, 2),
             "kib_written": round((after.server_bytes_written - before.server_bytes_written) / 1024 * per, 2),

@@ -95,6 +95,7 @@ def assert_round_made_of_deliveries(
     for side in (baseline, cyklo):
         temporal = side["explained"]["temporal_per_customer"]
         assert temporal["history_events"] > temporal["state_writes"] > 0
+        assert temporal["history_kib"] > 0
     # The sign-up's event row, then the welcome: claimed, rendered and `sending` (consent, cap)
     # in one commit, `sent` in another.
     assert cyklo["explained"]["cyklo_db_per_customer"]["commits"] >= 3

@@ -248,7 +248,7 @@ async def test_the_worker_serves_its_sends_provider_errors_and_temporals_own_met
     names = {name for name, _ in found}
     assert {
         "temporal_workflow_task_execution_latency_count",
-        "temporal_activity_execution_latency_count",
+        "temporal_local_activity_execution_latency_count",  # the sends and prepare_journey
         "temporal_worker_task_slots_available",
     } <= names, sorted(name for name in names if name.startswith("temporal_"))
 
