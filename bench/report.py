@@ -145,21 +145,24 @@ def _rows(results: dict[str, Any]) -> list[Row]:
             rows += _explained(
                 f"{label}, per purchase", first["cyklo"]["explained"], first["baseline"]["explained"]
             )
-        for step in latency["ramp"]:
+        for kind, steps in latency["ramp"].items():
+            for step in steps:
+                rows.append(
+                    (
+                        f"  at {step['rate_per_second']:g}/s, {kind}: p99 ms",
+                        f"{step['from_202_to_thank_you_ms']['p99']:.0f}",
+                        "", "", "", None,
+                    )
+                )  # fmt: skip
+            crossing = latency["p99_over_1s_at_rate"][kind]
+            per_core = f" ({crossing / latency['cores']:g}/s per core)" if crossing else ""
             rows.append(
                 (
-                    f"  at {step['rate_per_second']:g}/s, cached: p99 ms",
-                    f"{step['from_202_to_thank_you_ms']['p99']:.0f}",
-                    "",
-                    "",
-                    "",
-                    None,
+                    f"  p99 over 1 s from, {kind}",
+                    f"{crossing:g}/s{per_core}" if crossing else "not reached",
+                    "", "", "", None,
                 )
-            )
-        crossing = latency["p99_over_1s_at_rate"]
-        rows.append(
-            ("  p99 over 1 s from", f"{crossing:g}/s" if crossing else "not reached", "", "", "", None)
-        )
+            )  # fmt: skip
     if memory := results.get("memory"):
         rss = memory["rss_mib"]
         sizes = [key for key in rss if key.isdigit()]

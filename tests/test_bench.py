@@ -54,7 +54,9 @@ def test_small_run_of_every_benchmark_reports_what_was_delivered(tmp_path: Path)
             assert pair["cyklo"]["explained"]["workflows_counted"] == 10
             # A purchase's thank-you and SMS each go through the ledger.
             assert pair["cyklo"]["explained"]["cyklo_db_per_customer"]["commits"] >= 2
-    assert [step["purchases"] for step in latency["ramp"]] == [30]
+    for kind in ("cached", "cold"):
+        assert [step["purchases"] for step in latency["ramp"][kind]] == [30]
+        assert all(step["from_202_to_thank_you_ms"]["samples"] == 30 for step in latency["ramp"][kind])
 
     history = results["history"]
     assert history["orders_counted"] == 130
