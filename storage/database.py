@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -38,9 +41,10 @@ def engine_for(url: str) -> Engine:
         in_memory = not database or database == ":memory:" or url == "sqlite://"
         if not in_memory:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        gate = {} if in_memory else {"factory": writer_gated(Path(database))}
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": 30, **gate},
             # An in-memory database has one connection per thread (no pool to size).
             **({} if in_memory else POOL),
         )
@@ -66,7 +70,78 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     # A read-only session needs no write lock: under WAL it reads beside the writers
     # instead of queueing behind them.
     read_only = connection.get_execution_options().get("cyklo_read_only", False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    if read_only:
+        connection.exec_driver_sql("BEGIN")
+        return
+    raw = connection.connection.dbapi_connection
+    if isinstance(raw, WriterGatedConnection):
+        raw.enter_writers()
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if isinstance(raw, WriterGatedConnection):
+            raw.leave_writers()
+        raise
+
+
+class WriterGatedConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions first take an exclusive flock on a file
+    beside the database, held until the transaction ends.
+
+    SQLite makes a writer that finds the write lock taken sleep and try again, up to 100 ms
+    at a time, so under a steady stream of short writers from the worker's send threads one
+    that waits can keep losing: the API's record of a purchase waited up to 3 s behind them
+    (docs/benchmarks.md). A blocked flock is woken by the kernel the moment the lock is
+    released, in every process that opens the database, and a process that dies lets go of
+    it with its descriptors. The SQLite lock stays what keeps writers apart; the flock only
+    makes them queue instead of poll."""
+
+    gate_path: Path
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate: int | None = None
+        self._writing = False
+
+    def enter_writers(self) -> None:
+        if self._gate is None:
+            self._gate = os.open(self.gate_path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not self._writing:
+            fcntl.flock(self._gate, fcntl.LOCK_EX)
+            self._writing = True
+
+    def leave_writers(self) -> None:
+        if self._writing and self._gate is not None:
+            self._writing = False
+            fcntl.flock(self._gate, fcntl.LOCK_UN)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave_writers()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave_writers()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.leave_writers()
+            if self._gate is not None:
+                os.close(self._gate)
+                self._gate = None
+
+
+def writer_gated(database: Path) -> type[WriterGatedConnection]:
+    """The connection class for one database file: its gate is the file beside it."""
+    return type(
+        "WriterGatedConnection", (WriterGatedConnection,), {"gate_path": database.with_name(database.name + ".writers")}
+    )
 
 
 MIGRATION_LOCK = 0x6379_6B6C_6F00
