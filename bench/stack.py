@@ -224,6 +224,9 @@ async def running_stack(
             payload_keys=new_payload_key("bench"),
             sendgrid_webhook_public_key=sendgrid_public_key(signing_key) if webhooks else "",
             public_url=f"http://127.0.0.1:{api_port}",
+            # Open-loop load past the knee queues rather than being refused, so the knee's
+            # latency is what a purchase waits, not a 429 that ends the run.
+            max_event_requests=10_000,
         )
         if webhooks:
             emulator.send_webhooks_to(Webhooks(settings.public_url, signing_key, settings.twilio_auth_token))
