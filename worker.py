@@ -46,8 +46,13 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         # The provider clients block: they run on threads, never on the event loop.
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
-        # Sends run as local activities on the same threads (SENDS_AS_LOCAL_ACTIVITIES).
+        # Sends run as local activities on the same threads (SENDS_AS_LOCAL_ACTIVITIES). A
+        # journey runs one local activity at a time and a workflow task holds its slot while it
+        # runs, so no more tasks than local-activity slots: a task never waits for a slot. With
+        # more tasks than slots, a burst left tasks waiting past their 10 s timeout, and the
+        # worker stopped polling for workflow tasks (docs/benchmarks.md).
         max_concurrent_local_activities=ACTIVITY_THREADS,
+        max_concurrent_workflow_tasks=ACTIVITY_THREADS,
         max_cached_workflows=settings.workflow_cache_size,
         # A deploy must not cut a send off between the provider call and the ledger update,
         # and the whole stop must still fit in its budget (process/shutdown.py).
