@@ -6,6 +6,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import col, select
 
@@ -121,13 +122,9 @@ async def test_a_customer_who_was_in_the_journey_before_adoption_existed_adopts_
 ) -> None:
     """A worker of before adoption takes the sign-up; the new worker replays that history
     (its stage entry answers no) and the next, live, stage entry adopts the newest version."""
-    from temporalio.worker import Worker
 
-    from activities.prepare import JourneyPreparation
-    from activities.send import MessageSender
     from storage.models import StageEntry
     from tests.legacy_journey import JourneyBeforeAdoption
-    from workflows.journey import workflow_runner
 
     journeys = tmp_path / "journeys"
     shutil.copytree(JOURNEYS, journeys)
@@ -137,17 +134,7 @@ async def test_a_customer_who_was_in_the_journey_before_adoption_existed_adopts_
     world.add_customers(scenario)
     handle = world.env.client.get_workflow_handle(workflow_id("lifecycle", "c-before"))
     with ThreadPoolExecutor(max_workers=4) as executor:
-        before = Worker(
-            world.env.client,
-            task_queue=settings.task_queue,
-            workflows=[JourneyBeforeAdoption],
-            workflow_runner=workflow_runner(),
-            activities=[JourneyPreparation(settings).prepare_journey, MessageSender(settings).send_message],
-            activity_executor=executor,
-            # No sticky queue to outlive it: the new worker takes the journey at once, from history.
-            max_cached_workflows=0,
-        )
-        async with before:
+        async with _worker_of_old_code(world, JourneyBeforeAdoption, executor):
             await world.router().route(scenario.incoming_at(0))
             await world.env.sleep(timedelta(hours=1))
         lifecycle = journeys / "lifecycle.yaml"
@@ -171,10 +158,8 @@ async def test_a_customer_whose_sends_were_activity_tasks_keeps_them_for_the_run
     the new worker replays that history and sends the purchase's thank-you the same way for the
     rest of the run, each message once, while a customer signing up now is sent to by local
     activities; both histories replay on the current code."""
-    from temporalio.worker import Replayer, Worker
+    from temporalio.worker import Replayer
 
-    from activities.prepare import JourneyPreparation
-    from activities.send import MessageSender
     from tests.legacy_journey import JourneyBeforeLocalSends
     from workflows.journey import JourneyWorkflow, workflow_runner
 
@@ -187,17 +172,7 @@ async def test_a_customer_whose_sends_were_activity_tasks_keeps_them_for_the_run
     now = make_scenario(SIGNED_UP, id="c-now", timezone=midday)
     world.add_customers(before, now)
     with ThreadPoolExecutor(max_workers=16) as executor:
-        old_worker = Worker(
-            world.env.client,
-            task_queue=settings.task_queue,
-            workflows=[JourneyBeforeLocalSends],
-            workflow_runner=workflow_runner(),
-            activities=[JourneyPreparation(settings).prepare_journey, MessageSender(settings).send_message],
-            activity_executor=executor,
-            # No sticky queue to outlive it: the new worker takes the journey at once, from history.
-            max_cached_workflows=0,
-        )
-        async with old_worker:
+        async with _worker_of_old_code(world, JourneyBeforeLocalSends, executor):
             await world.router().route(before.incoming_at(0))
             await world.env.sleep(timedelta(hours=1))
         async with build_worker(world.env.client, settings, executor):
@@ -239,3 +214,26 @@ def _zone_at_midday() -> str:
 
     hours_ahead = (12 - datetime.now(UTC).hour + 12) % 24 - 12  # -12 … 11, as the Etc zones go
     return f"Etc/GMT{-hours_ahead:+d}"  # Etc/GMT-3 is three hours AHEAD of UTC (POSIX signs)
+
+
+def _worker_of_old_code(world: World, journey: type, executor: ThreadPoolExecutor) -> Any:
+    """A worker running `journey` (an older JourneyWorkflow) with today's activities."""
+    from temporalio.worker import Worker
+
+    from activities.prepare import JourneyPreparation
+    from activities.send import MessageSender
+    from workflows.journey import workflow_runner
+
+    return Worker(
+        world.env.client,
+        task_queue=world.settings.task_queue,
+        workflows=[journey],
+        workflow_runner=workflow_runner(),
+        activities=[
+            JourneyPreparation(world.settings).prepare_journey,
+            MessageSender(world.settings).send_message,
+        ],
+        activity_executor=executor,
+        # No sticky queue to outlive it: the new worker takes the journey at once, from history.
+        max_cached_workflows=0,
+    )
