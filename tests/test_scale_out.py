@@ -69,16 +69,17 @@ async def test_two_workers_and_two_apis_welcome_every_customer_once_through_a_wo
 
         emulator.hold("email")
         held_load = asyncio.ensure_future(cluster.sign_up(customers[BEFORE_THE_KILL : BEFORE_THE_KILL + WHILE_HELD]))
-        # Every slot of both workers inside a provider call: none between claim and call.
+        # Every slot of both workers inside a provider call: none between claim and call. (A held
+        # call the client gives up on after its 5 s timeout frees its slot for another send.)
         await eventually(
-            now(lambda: len(emulator.messages("email")) - before_hold == 2 * ACTIVITY_THREADS), seconds=60
+            now(lambda: len(emulator.messages("email")) - before_hold >= 2 * ACTIVITY_THREADS), seconds=60
         )
         cluster.workers[0].kill()
         emulator.release()
         await held_load
         await cluster.sign_up(customers[BEFORE_THE_KILL + WHILE_HELD :])
 
-        # The dead worker's sends are tried again on the other once their 30 s timeout passes.
+        # The dead worker's journeys go to the other once their workflow tasks time out (10 s).
         await eventually(lambda: cluster.journeys_settled(customers), seconds=180)
         await eventually(now(lambda: emulator.webhooks_pending() == 0))
 
@@ -94,9 +95,12 @@ async def test_two_workers_and_two_apis_welcome_every_customer_once_through_a_wo
         assert all(by_id.get(m.custom_args.get("cyklo_message_id", "")) == m.custom_args["customer_id"]
                    for m in emulator.messages("email"))  # fmt: skip
 
-        # The killed worker's held sends, tried again on the survivor, which did not resend them.
-        retried = cluster.workers[1].log().count("lifecycle/welcome attempt 2")
-        assert retried == ACTIVITY_THREADS, cluster.workers[1].log()[-2000:]
+        # The killed worker's held sends, run again on the survivor (a local activity starts over
+        # in the journey's next workflow task), which found each row decided — `sending`, or moved
+        # on by the provider's webhook meanwhile — and did not send again.
+        welcomes = [line for line in cluster.workers[1].log().splitlines() if "lifecycle/welcome attempt" in line]
+        not_resent = [line for line in welcomes if not line.endswith(": sent")]
+        assert len(not_resent) >= ACTIVITY_THREADS, not_resent
         assert all(api.returncode() is None for api in cluster.apis), "both APIs still serve"
 
 
