@@ -23,7 +23,9 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
 from temporalio.client import Client
 
 from definition.events import (
@@ -42,7 +44,7 @@ from definition.model import Journey
 from settings import Settings, get_settings
 from storage import conversions
 from storage.database import session_for
-from storage.models import Event
+from storage.models import Conversion, Event
 from workflows.handle import Journeys
 from workflows.interface import JourneyEvent, JourneyInput
 
@@ -150,11 +152,10 @@ class EventRouter:
             async with asyncio.timeout(self.settings.event_budget_seconds if budget is None else budget):
                 await self._deliver(event, clock_offset)
         except Exception:
-            # Not delivered means not accepted: forget the event so the shop's retry routes it.
+            # Not delivered means not accepted: forget the event (and its credit) so the
+            # shop's retry routes it.
             await asyncio.to_thread(self._forget, event)
             raise
-        if event.type == EventType.PURCHASE:
-            await asyncio.to_thread(self._credit, event)
         return "accepted"
 
     async def _deliver(self, event: IncomingEvent, clock_offset: Any) -> None:
@@ -180,34 +181,37 @@ class EventRouter:
             else:
                 await handle.deliver(payload)
 
-    def _forget(self, event: IncomingEvent) -> None:
+    def _record(self, event: IncomingEvent) -> bool:
+        """The event, once, and a purchase's credit to the message that converted it, in one
+        write transaction: under SQLite's single writer every transaction a purchase takes
+        queues behind every other one (docs/benchmarks.md)."""
         with session_for(self.settings.database_url) as session:
-            recorded = session.get(Event, event.event_id)
-            if recorded is not None:
-                session.delete(recorded)
-                session.commit()
+            recorded = event.row()
+            session.add(recorded)
+            try:
+                session.flush()
+            except IntegrityError:
+                return False
+            if event.type == EventType.PURCHASE:
+                self._credit(session, recorded)
+            session.commit()
+        return True
 
-    def _credit(self, event: IncomingEvent) -> None:
-        """Credit the purchase to the message that converted it. The event is accepted
-        whatever happens here: a credit that fails is logged, and `cyklo report --rebuild`
-        recomputes it from the ledger and the events."""
+    def _credit(self, session: Session, recorded: Event) -> None:
+        """The event is recorded whatever happens here: a credit that fails is logged, and
+        `cyklo report --rebuild` recomputes it from the ledger and the events."""
         try:
-            with session_for(self.settings.database_url) as session:
-                recorded = session.get(Event, event.event_id)
-                if recorded is not None:
-                    conversions.credit_purchase(session, recorded)
+            with session.begin_nested():
+                conversions.credit_purchase(session, recorded)
         except Exception as error:
             log.warning(
                 "purchase %s accepted but not credited (%s): `cyklo report --rebuild` recomputes it",
-                event.event_id,
+                recorded.event_id,
                 type(error).__name__,
             )
 
-    def _record(self, event: IncomingEvent) -> bool:
+    def _forget(self, event: IncomingEvent) -> None:
         with session_for(self.settings.database_url) as session:
-            session.add(event.row())
-            try:
-                session.commit()
-            except IntegrityError:
-                return False
-        return True
+            session.execute(delete(Conversion).where(col(Conversion.event_id) == event.event_id))
+            session.execute(delete(Event).where(col(Event.event_id) == event.event_id))
+            session.commit()

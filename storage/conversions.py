@@ -6,9 +6,10 @@ send, carries a conversion window (transactional messages never do, see
 definition.model.conversion_window), was scheduled before the purchase, and the purchase
 falls within its window. When several qualify, the most recent one gets the whole amount.
 
-The credit is written when the purchase is accepted (routing.events); `rebuild` recomputes
-every credit from the ledger and the events table, so a credit missed (a database hiccup,
-a delivery status that changed later) is one `cyklo report --rebuild` away from right.
+The credit is written with the purchase's record (routing.events) and forgotten with it if the
+purchase cannot be delivered; `rebuild` recomputes every credit from the ledger and the events
+table, so a credit missed (a database hiccup, a delivery status that changed later) is one
+`cyklo report --rebuild` away from right.
 The same rule attributes an unsubscribe to a message (reports.funnel).
 """
 
@@ -64,7 +65,8 @@ def touch_of(message: Message) -> Touch:
 
 
 def credit_purchase(session: Session, event: Event) -> Conversion | None:
-    """Credit one accepted purchase to the message that converted it, if any; idempotent."""
+    """Credit one purchase to the message that converted it, if any, in the session's
+    transaction (the caller commits); idempotent."""
     if event.type != EventType.PURCHASE:
         return None
     existing = session.exec(select(Conversion).where(Conversion.event_id == event.event_id)).first()
@@ -79,7 +81,7 @@ def credit_purchase(session: Session, event: Event) -> Conversion | None:
         return None
     conversion = _conversion(by_id[touch.message_id], event)
     session.add(conversion)
-    session.commit()
+    session.flush()
     return conversion
 
 

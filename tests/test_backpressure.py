@@ -7,17 +7,19 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 from temporalio.client import Client
 
 from api.app import create_app
 from connection import data_converter
 from settings import Settings
 from storage.database import session_for
-from storage.models import Event
+from storage.models import Conversion, Event, Message
 from tests.conftest import JOURNEYS, World
 from tests.stall import Stall
 
@@ -98,6 +100,52 @@ async def test_stalled_temporal_gets_503_with_retry_after_within_the_budget_and_
     assert kept(api.settings, "e-stalled")
     description = await world.env.client.get_workflow_handle("journey:lifecycle:c-ala").describe()
     assert description.status is not None and description.status.name == "RUNNING"
+
+
+def credited(settings: Settings, event_id: str) -> list[tuple[str, float]]:
+    with session_for(settings.database_url) as session:
+        rows = session.exec(select(Conversion).where(Conversion.event_id == event_id)).all()
+        return [(row.template, row.amount) for row in rows]
+
+
+async def test_a_purchase_not_delivered_keeps_neither_its_event_nor_its_credit(api: Api) -> None:
+    with session_for(api.settings.database_url) as session:
+        session.add(  # the welcome went out an hour ago: a purchase within 3 days converts it
+            Message(
+                idempotency_key="c-ala:welcome",
+                customer_id="c-ala",
+                journey_id="lifecycle",
+                journey_version=1,
+                stage="prospect",
+                step="prospect/0",
+                channel="email",
+                template="welcome",
+                status="sent",
+                scheduled_at=datetime.now(UTC) - timedelta(hours=1),
+                conversion_window_seconds=3 * 86400,
+            )
+        )
+        session.commit()
+    order = {
+        "event_id": "e-order",
+        "customer_id": "c-ala",
+        "type": "purchase",
+        "properties": {"order_id": "o-1", "amount": 120},
+    }
+    api.temporal.stop()
+
+    answer = await api.http.post("/v1/events", json=order, headers=AS_SHOP)
+
+    assert answer.status_code == 503, answer.text
+    assert not kept(api.settings, "e-order")
+    assert credited(api.settings, "e-order") == []
+
+    api.temporal.resume()
+    again = await api.http.post("/v1/events", json=order, headers=AS_SHOP)
+
+    assert again.status_code == 202 and again.json()["accepted"] == 1
+    assert kept(api.settings, "e-order")
+    assert credited(api.settings, "e-order") == [("welcome", 120.0)]
 
 
 async def test_a_batch_answers_within_one_budget_however_many_events_wait(api: Api) -> None:
