@@ -1,6 +1,6 @@
-"""The journey workflow as it was before it checked event properties, for recovery and replay
-tests. A module of its own: the sandbox re-imports a workflow's module, so it imports only
-the workflow."""
+"""The journey workflow as older code ran it, for recovery, hand-over and replay tests. A
+module of its own: the sandbox re-imports a workflow's module, so it imports only the
+workflow."""
 
 from __future__ import annotations
 
@@ -11,10 +11,23 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from workflows.interface import JourneyEvent, JourneyInput, JourneyResult
     from workflows.machine import ADOPT_AT_STAGE_ENTRY
-from workflows.journey import PATCH_GENERATIONS, SENDS_AS_LOCAL_ACTIVITIES, JourneyWorkflow
+from workflows.journey import (
+    PATCH_GENERATIONS,
+    RECORD_EVERY_ENTRY_WITH_ITS_SEND,
+    SENDS_AS_LOCAL_ACTIVITIES,
+    JourneyWorkflow,
+)
 
 
-class AsksEachPatch(JourneyWorkflow):
+class OlderCode(JourneyWorkflow):
+    """Code from before RECORD_EVERY_ENTRY_WITH_ITS_SEND: it never asked that patch, so its
+    histories hold no answer to it (asking would write one)."""
+
+    def _patched(self, patch_id: str) -> bool:
+        return patch_id != RECORD_EVERY_ENTRY_WITH_ITS_SEND and super()._patched(patch_id)
+
+
+class AsksEachPatch(OlderCode):
     """Code from before EVERY_PATCH_FROM_THE_START asked each patch where it stands."""
 
     def _began_with_patches(self) -> frozenset[str]:
@@ -51,7 +64,7 @@ class JourneyBeforeAdoption(AsksEachPatch):
 
 
 @workflow.defn(name="Journey")
-class JourneyBeforeLocalSends(JourneyWorkflow):
+class JourneyBeforeLocalSends(OlderCode):
     """The code of the first patch generation: every send an activity task of its own."""
 
     @workflow.run
@@ -64,3 +77,19 @@ class JourneyBeforeLocalSends(JourneyWorkflow):
 
     def _patched(self, patch_id: str) -> bool:
         return patch_id != SENDS_AS_LOCAL_ACTIVITIES and super()._patched(patch_id)
+
+
+@workflow.defn(name="Journey")
+class JourneyBeforeEveryEntryWithItsSend(OlderCode):
+    """The code of the second patch generation: a stage entry after the enrolment's first is
+    recorded by prepare_journey, in a write transaction of its own."""
+
+    @workflow.run
+    async def run(self, input: JourneyInput) -> JourneyResult:
+        return await super().run(input)
+
+    def _began_with_patches(self) -> frozenset[str]:
+        for marker, patches in reversed(PATCH_GENERATIONS[:2]):
+            if workflow.patched(marker):
+                return patches
+        return frozenset()

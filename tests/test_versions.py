@@ -209,6 +209,91 @@ async def test_a_customer_whose_sends_were_activity_tasks_keeps_them_for_the_run
         await replayer.replay_workflow(history)
 
 
+async def test_a_stage_entry_rides_with_its_send_for_new_runs_and_as_before_for_older_ones(
+    world: World,
+) -> None:
+    """A worker of the second patch generation takes one customer's sign-up; the new worker
+    takes that customer's purchase the old way for the rest of the run (the stage entry its
+    own write) and a new customer's purchase the new way (the entry with the thank-you's
+    claim): one write transaction fewer, every entry and message once, both histories replay."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from temporalio.worker import Replayer
+
+    from storage.models import StageEntry
+    from tests.legacy_journey import JourneyBeforeEveryEntryWithItsSend
+    from workflows.journey import JourneyWorkflow, workflow_runner
+
+    settings = world.settings
+    publish_journeys(settings, [JOURNEYS])
+    midday = _zone_at_midday()
+    before, now = (
+        make_scenario(
+            SIGNED_UP,
+            {"at": "1d", "type": "purchase", "id": f"p-{customer}", "properties": {"order_id": "o-1", "amount": 90.0}},
+            id=customer,
+            timezone=midday,
+        )
+        for customer in ("c-before", "c-now")
+    )
+    world.add_customers(before, now)
+    commits: list[str] = []
+
+    def count(connection: Any) -> None:
+        commits.append("commit")
+
+    async def commits_of_purchase(scenario: Any) -> int:
+        commits.clear()
+        await world.router().route(scenario.incoming_at(1))
+        await world.env.sleep(timedelta(hours=1))
+        return len(commits)
+
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with _worker_of_old_code(world, JourneyBeforeEveryEntryWithItsSend, executor):
+            await world.router().route(before.incoming_at(0))
+            await world.env.sleep(timedelta(hours=1))
+        async with build_worker(world.env.client, settings, executor):
+            await world.router().route(now.incoming_at(0))
+            await world.env.sleep(timedelta(hours=1))
+            event.listen(Engine, "commit", count)
+            try:
+                by_customer = {"c-before": await commits_of_purchase(before), "c-now": await commits_of_purchase(now)}
+            finally:
+                event.remove(Engine, "commit", count)
+            histories = [
+                await world.env.client.get_workflow_handle(workflow_id("lifecycle", customer)).fetch_history()
+                for customer in ("c-before", "c-now")
+            ]
+
+    # The purchase's record (with its credit), two sends' claims and outcomes, and for the
+    # run begun on the older code the stage entry's own transaction.
+    assert by_customer == {"c-before": 6, "c-now": 5}
+    with session_for(settings.database_url) as session:
+        entries = sorted(
+            (row.customer_id, row.stage, row.entry) for row in session.exec(select(StageEntry)).all()
+        )
+        sent = sorted(
+            (row.customer_id, row.template, row.channel)
+            for row in session.exec(select(Message).where(col(Message.status) == "sent")).all()
+        )
+    assert entries == [
+        ("c-before", "new", 2),
+        ("c-before", "prospect", 1),
+        ("c-now", "new", 2),
+        ("c-now", "prospect", 1),
+    ]
+    assert sent == [
+        (customer, template, channel)
+        for customer in ("c-before", "c-now")
+        for template, channel in (("thank_you", "email"), ("thank_you", "sms"), ("welcome", "email"))
+    ]
+    replayer = Replayer(
+        workflows=[JourneyWorkflow], workflow_runner=workflow_runner(), data_converter=world.env.client.data_converter
+    )
+    for history in histories:
+        await replayer.replay_workflow(history)
+
+
 def _zone_at_midday() -> str:
     from datetime import UTC, datetime
 

@@ -77,6 +77,12 @@ RECORD_ENTRY_WITH_ITS_SEND = "record-entry-with-its-send"
 asked for a newer one (prepare_journey has just answered); the send that follows records the
 entry with its claim instead of a second local activity (or prepare_journey does, when no
 send follows)."""
+RECORD_EVERY_ENTRY_WITH_ITS_SEND = "record-every-entry-with-its-send"
+"""Patch: every stage entry, not only a new enrolment's, is recorded with the claim of the
+send that follows it (or by prepare_journey when no send follows); the entry's own call to
+prepare_journey only reads. Under SQLite's single writer a purchase's write transactions are
+what it waits for (docs/benchmarks.md): this is one fewer. Decided once per run, in its first
+task: a run begun before it keeps recording entries as it did."""
 SENDS_AS_LOCAL_ACTIVITIES = "sends-as-local-activities"
 """Patch: a send runs as a local activity in the workflow task that decided it, not as an
 activity task of its own. An activity task costs the server a dispatch through matching and
@@ -97,6 +103,10 @@ FIRST_PATCH_GENERATION = frozenset(
 PATCH_GENERATIONS = (
     ("journey-every-patch-from-the-start", FIRST_PATCH_GENERATION),
     ("journey-every-patch-from-the-start@2", FIRST_PATCH_GENERATION | {SENDS_AS_LOCAL_ACTIVITIES}),
+    (
+        "journey-every-patch-from-the-start@3",
+        FIRST_PATCH_GENERATION | {SENDS_AS_LOCAL_ACTIVITIES, RECORD_EVERY_ENTRY_WITH_ITS_SEND},
+    ),
 )
 """Patches: a run whose history holds one of these markers began on code that takes every
 change of its set, so each answers yes without a marker of its own. Every marker costs a run
@@ -145,6 +155,7 @@ class JourneyWorkflow:
         self.support_changed = False
         self.version_attribute_decided = False
         self.patches_from_the_start: frozenset[str] | None = None
+        self.every_entry_with_its_send = False
         self.unrecorded_entries: list[StageEntered] = []
         """Stage entries the next send records with its claim (RECORD_ENTRY_WITH_ITS_SEND)."""
 
@@ -232,6 +243,7 @@ class JourneyWorkflow:
     async def run(self, input: JourneyInput) -> JourneyResult:
         if not self.state.instance:
             self.state.instance = str(workflow.uuid4())[:8]
+        self.every_entry_with_its_send = self._patched(RECORD_EVERY_ENTRY_WITH_ITS_SEND)
         seed = None
         if input.state is None and self._patched(SEED_METRICS_FROM_HISTORY):
             seed = SeedRequest(at=self._now(), handled_event_ids=[event.event_id for event in self.inbox])
@@ -326,7 +338,11 @@ class JourneyWorkflow:
         )
 
     async def _adopt_newer(self, check: CheckVersion) -> None:
-        prepared = await self._prepare(newer_than=check.current, entered=check.entered)
+        if self.every_entry_with_its_send:
+            self.unrecorded_entries.append(check.entered)
+            prepared = await self._prepare(newer_than=check.current)
+        else:
+            prepared = await self._prepare(newer_than=check.current, entered=check.entered)
         newest = compile_journey(prepared.definition_json) if prepared.definition_json else None
         self.machine.adopt(newest, prepared.version, self._now())
 
