@@ -27,6 +27,7 @@ from simulation.runner import SimulationResult, TimelineEntry, simulate
 from simulation.scenario import Scenario
 from storage import customers, journey_versions
 from storage.database import session_for
+from storage.models import Message
 
 REPO = Path(__file__).resolve().parents[1]
 JOURNEYS = REPO / "journeys"
@@ -67,6 +68,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/cyklo.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+def welcome_row(customer_id: str, scheduled_at: datetime, **fields: Any) -> Message:
+    """A customer's welcome as a ledger row, with `fields` (the key and status at least)."""
+    return Message(
+        customer_id=customer_id,
+        journey_id="lifecycle",
+        journey_version=1,
+        stage="prospect",
+        step="prospect/0",
+        channel="email",
+        template="welcome",
+        scheduled_at=scheduled_at,
+        **fields,
+    )
 
 
 def make_scenario(

@@ -19,8 +19,8 @@ from api.app import create_app
 from connection import data_converter
 from settings import Settings
 from storage.database import session_for
-from storage.models import Conversion, Event, Message
-from tests.conftest import JOURNEYS, World
+from storage.models import Conversion, Event
+from tests.conftest import JOURNEYS, World, welcome_row
 from tests.stall import Stall
 
 KEY = "shop-platform-key-0001"
@@ -110,18 +110,13 @@ def credited(settings: Settings, event_id: str) -> list[tuple[str, float]]:
 
 async def test_a_purchase_not_delivered_keeps_neither_its_event_nor_its_credit(api: Api) -> None:
     with session_for(api.settings.database_url) as session:
-        session.add(  # the welcome went out an hour ago: a purchase within 3 days converts it
-            Message(
+        # The welcome went out an hour ago: a purchase within 3 days converts it.
+        session.add(
+            welcome_row(
+                "c-ala",
+                datetime.now(UTC) - timedelta(hours=1),
                 idempotency_key="c-ala:welcome",
-                customer_id="c-ala",
-                journey_id="lifecycle",
-                journey_version=1,
-                stage="prospect",
-                step="prospect/0",
-                channel="email",
-                template="welcome",
                 status="sent",
-                scheduled_at=datetime.now(UTC) - timedelta(hours=1),
                 conversion_window_seconds=3 * 86400,
             )
         )

@@ -18,7 +18,7 @@ from storage import customers, journey_versions, ledger
 from storage.customers import CustomerProfile
 from storage.database import migrate, session_for
 from storage.models import Customer, Message
-from tests.conftest import JOURNEYS, emulator_settings, make_scenario, run, sent
+from tests.conftest import JOURNEYS, emulator_settings, make_scenario, run, sent, welcome_row
 from workflows.interface import SendOutcome, SendRequest
 
 SEND_AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -107,18 +107,7 @@ def test_publishing_unchanged_journeys_keeps_their_version(published: Settings) 
 
 
 def _welcome_row(**fields: Any) -> Message:
-    """Ala's welcome as a ledger row, with `fields` (the key and status at least)."""
-    return Message(
-        customer_id="c-1",
-        journey_id="lifecycle",
-        journey_version=1,
-        stage="prospect",
-        step="prospect/0",
-        channel="email",
-        template="welcome",
-        scheduled_at=SEND_AT,
-        **fields,
-    )
+    return welcome_row("c-1", SEND_AT, **fields)
 
 
 def test_ledger_idempotency_key_is_unique(published: Settings) -> None:
