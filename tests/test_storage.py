@@ -331,3 +331,52 @@ def test_a_send_records_sent_in_one_statement_without_undoing_a_webhook_that_cam
         assert stored.status == recorded
         assert stored.provider_message_id == provider_id
         assert (stored.updated_at > before) is (recorded != found)
+
+
+async def test_a_local_send_the_provider_took_waits_for_the_database_and_records_it_sent(
+    postgres_url: str, emulator: ProviderEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A local activity has no heartbeat to hand the provider's id to a retry, which would find
+    the row `sending` and record the outcome unknown: so when the database goes away between the
+    provider's answer and the record, the attempt itself waits for it (RECORD_SENT_PAUSES)."""
+    import asyncio
+    import dataclasses
+    import time
+
+    import psycopg
+
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    settings = emulator_settings(emulator, database_url=postgres_url)
+    publish_journeys(settings, [JOURNEYS])
+    with session_for(postgres_url) as session:
+        customers.upsert(session, make_scenario(id="c-1").customer)
+    database = postgres_url.rsplit("/", 1)[1]
+    environment = ActivityEnvironment()
+    environment.info = dataclasses.replace(environment.info, is_local=True)
+    emulator.hold("email")
+    sending = asyncio.create_task(
+        asyncio.to_thread(environment.run, MessageSender(settings).send_message, _request("k-local"))
+    )
+    while not emulator.messages("email"):  # the provider has it; its answer is held
+        await asyncio.sleep(0.05)
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+        )
+        emulator.release()
+        refused_until = time.monotonic() + 2.0
+        while time.monotonic() < refused_until and "again in" not in caplog.text:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # a second try refused too
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    outcome = await sending
+
+    assert "recording message" in caplog.text and "again in" in caplog.text
+    assert outcome.status == "sent"
+    with session_for(postgres_url) as session:
+        row = session.exec(select(Message).where(Message.idempotency_key == "k-local")).one()
+    assert (row.status, row.attempts) == ("sent", 1)
+    assert row.provider_message_id == emulator.messages("email")[0].provider_id
+    assert len(emulator.messages("email")) == 1, "sent once: the wait is for the record, not a resend"
