@@ -9,6 +9,8 @@ enrolment's starting metrics (storage/history.py) come the same way.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sqlmodel import Session, select
 from temporalio import activity
 
@@ -45,6 +47,14 @@ class JourneyPreparation:
             from definition.model import Journey
 
             timezone = Journey.model_validate_json(definition_json).default_timezone
+        if request.deflated:
+            return PreparedJourney(
+                version=version,
+                definition_json="",
+                definition_deflated=_deflated(definition_json),
+                timezone=timezone,
+                seed=seed,
+            )
         return PreparedJourney(version=version, definition_json=definition_json, timezone=timezone, seed=seed)
 
     @staticmethod
@@ -56,6 +66,12 @@ class JourneyPreparation:
         with session_for(self.settings.database_url) as session:
             record_entries(session, journey_id, customer_id, [entered])
             session.commit()
+
+
+@lru_cache(maxsize=64)
+def _deflated(definition_json: str) -> str:
+    """Once per published version: `published` hands out the same text, whose hash is kept."""
+    return PreparedJourney.deflate(definition_json)
 
 
 def record_entries(session: Session, journey_id: str, customer_id: str, entries: list[StageEntered]) -> None:

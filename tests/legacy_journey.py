@@ -11,20 +11,17 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from workflows.interface import JourneyEvent, JourneyInput, JourneyResult
     from workflows.machine import ADOPT_AT_STAGE_ENTRY
-from workflows.journey import (
-    PATCH_GENERATIONS,
-    RECORD_EVERY_ENTRY_WITH_ITS_SEND,
-    SENDS_AS_LOCAL_ACTIVITIES,
-    JourneyWorkflow,
-)
+from workflows.journey import PATCH_GENERATIONS, SENDS_AS_LOCAL_ACTIVITIES, JourneyWorkflow
+
+SINCE_GENERATION_2 = PATCH_GENERATIONS[2][1] - PATCH_GENERATIONS[1][1]
 
 
 class OlderCode(JourneyWorkflow):
-    """Code from before RECORD_EVERY_ENTRY_WITH_ITS_SEND: it never asked that patch, so its
-    histories hold no answer to it (asking would write one)."""
+    """Code from before patch generation 3: it never asked that generation's patches, so its
+    histories hold no answer to them (asking would write one)."""
 
     def _patched(self, patch_id: str) -> bool:
-        return patch_id != RECORD_EVERY_ENTRY_WITH_ITS_SEND and super()._patched(patch_id)
+        return patch_id not in SINCE_GENERATION_2 and super()._patched(patch_id)
 
 
 class AsksEachPatch(OlderCode):

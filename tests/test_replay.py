@@ -69,7 +69,10 @@ def _prepare_answers(path: Path) -> list[dict[str, Any]]:
 
 def _prepared_versions(path: Path) -> list[tuple[int, bool]]:
     """(version, with a definition) of every prepare_journey answer in a recorded history."""
-    return [(answer["version"], bool(answer["definition_json"])) for answer in _prepare_answers(path)]
+    return [
+        (answer["version"], bool(answer["definition_json"] or answer.get("definition_deflated")))
+        for answer in _prepare_answers(path)
+    ]
 
 
 def test_a_recorded_history_covers_a_customer_adopting_a_newer_version() -> None:

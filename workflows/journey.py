@@ -83,6 +83,10 @@ send that follows it (or by prepare_journey when no send follows); the entry's o
 prepare_journey only reads. Under SQLite's single writer a purchase's write transactions are
 what it waits for (docs/benchmarks.md): this is one fewer. Decided once per run, in its first
 task: a run begun before it keeps recording entries as it did."""
+DEFINITION_DEFLATED = "definition-deflated"
+"""Patch: prepare_journey answers with the definition deflated (PreparedJourney.definition_deflated),
+a fifth of the bytes in the marker every run's history begins with. Decided once per run, in
+its first task, like RECORD_EVERY_ENTRY_WITH_ITS_SEND."""
 SENDS_AS_LOCAL_ACTIVITIES = "sends-as-local-activities"
 """Patch: a send runs as a local activity in the workflow task that decided it, not as an
 activity task of its own. An activity task costs the server a dispatch through matching and
@@ -105,7 +109,8 @@ PATCH_GENERATIONS = (
     ("journey-every-patch-from-the-start@2", FIRST_PATCH_GENERATION | {SENDS_AS_LOCAL_ACTIVITIES}),
     (
         "journey-every-patch-from-the-start@3",
-        FIRST_PATCH_GENERATION | {SENDS_AS_LOCAL_ACTIVITIES, RECORD_EVERY_ENTRY_WITH_ITS_SEND},
+        FIRST_PATCH_GENERATION
+        | {SENDS_AS_LOCAL_ACTIVITIES, RECORD_EVERY_ENTRY_WITH_ITS_SEND, DEFINITION_DEFLATED},
     ),
 )
 """Patches: a run whose history holds one of these markers began on code that takes every
@@ -156,6 +161,7 @@ class JourneyWorkflow:
         self.version_attribute_decided = False
         self.patches_from_the_start: frozenset[str] | None = None
         self.every_entry_with_its_send = False
+        self.definition_deflated = False
         self.unrecorded_entries: list[StageEntered] = []
         """Stage entries the next send records with its claim (RECORD_ENTRY_WITH_ITS_SEND)."""
 
@@ -213,7 +219,8 @@ class JourneyWorkflow:
     @workflow.update(name=SupportKind.UPGRADE)
     async def upgrade(self, action: SupportAction) -> JourneyView:
         prepared = await self._prepare(newer_than=self.state.version)
-        newest = compile_journey(prepared.definition_json) if prepared.definition_json else None
+        definition = prepared.definition()
+        newest = compile_journey(definition) if definition else None
         refusal = self.machine.upgrade_refusal(newest, prepared.version)
         if refusal is not None:
             raise ApplicationError(refusal)
@@ -244,6 +251,7 @@ class JourneyWorkflow:
         if not self.state.instance:
             self.state.instance = str(workflow.uuid4())[:8]
         self.every_entry_with_its_send = self._patched(RECORD_EVERY_ENTRY_WITH_ITS_SEND)
+        self.definition_deflated = self._patched(DEFINITION_DEFLATED)
         seed = None
         if input.state is None and self._patched(SEED_METRICS_FROM_HISTORY):
             seed = SeedRequest(at=self._now(), handled_event_ids=[event.event_id for event in self.inbox])
@@ -251,7 +259,7 @@ class JourneyWorkflow:
         prepared = await self._prepare(version=requested, seed=seed)
         if prepared.seed is not None:
             self.machine.seed(prepared.seed)
-        self.machine.load(compile_journey(prepared.definition_json), prepared.version, prepared.timezone)
+        self.machine.load(compile_journey(prepared.definition()), prepared.version, prepared.timezone)
         if self.state.stage is not None:
             self._publish_stage(self.state.stage)
 
@@ -331,6 +339,7 @@ class JourneyWorkflow:
                 newer_than=newer_than,
                 entered=entered,
                 seed=seed,
+                deflated=self.definition_deflated,
             ),
             result_type=PreparedJourney,
             start_to_close_timeout=timedelta(seconds=30),
@@ -343,7 +352,8 @@ class JourneyWorkflow:
             prepared = await self._prepare(newer_than=check.current)
         else:
             prepared = await self._prepare(newer_than=check.current, entered=check.entered)
-        newest = compile_journey(prepared.definition_json) if prepared.definition_json else None
+        definition = prepared.definition()
+        newest = compile_journey(definition) if definition else None
         self.machine.adopt(newest, prepared.version, self._now())
 
     async def _assign(self, assign: AssignArm) -> None:

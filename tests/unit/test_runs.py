@@ -1,6 +1,9 @@
-"""Continue-as-new hands the state over whole; states of older runs still decode; the view."""
+"""Continue-as-new hands the state over whole; states of older runs and answers recorded
+before still decode; the view."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -99,3 +102,20 @@ def test_every_step_kind_has_a_label(flow: list[object], label: str) -> None:
     found = label_of(journey.programs["one"], 0)
 
     assert found is not None and found.text == label
+
+
+def test_a_deflated_definition_reads_back_whole_and_an_answer_recorded_before_as_it_was() -> None:
+    from workflows.interface import PreparedJourney
+
+    definition_json = compiled(LIFECYCLE).definition.model_dump_json()
+    deflated = PreparedJourney(
+        version=1, definition_json="", definition_deflated=PreparedJourney.deflate(definition_json), timezone=""
+    )
+    recorded_before = PreparedJourney.model_validate_json(
+        f'{{"version": 1, "definition_json": {json.dumps(definition_json)}, "timezone": ""}}'
+    )
+    nothing_newer = PreparedJourney(version=1, definition_json="", timezone="")
+
+    assert deflated.definition() == recorded_before.definition() == definition_json
+    assert len(deflated.model_dump_json()) < len(recorded_before.model_dump_json()) / 3
+    assert nothing_newer.definition() == ""
