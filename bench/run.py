@@ -101,11 +101,20 @@ def _read(path: str) -> str:
         return ""
 
 
+def typed_command(argv: list[str]) -> str:
+    """The command as `cyklo bench …`, whether it came through the CLI (`bench` its first
+    argument) or `python -m bench`."""
+    arguments = argv[1:]
+    if arguments[:1] == ["bench"]:
+        arguments = arguments[1:]
+    return " ".join(["cyklo", "bench", *arguments])
+
+
 async def run_suite(options: Options, console: Console) -> dict[str, Any]:
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(),
-        "command": "cyklo bench " + " ".join(sys.argv[1:]),
+        "command": typed_command(sys.argv),
         "commit": commit(),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "workflow_sandbox": get_settings().workflow_sandbox,
