@@ -158,10 +158,7 @@ async def test_a_customer_whose_sends_were_activity_tasks_keeps_them_for_the_run
     the new worker replays that history and sends the purchase's thank-you the same way for the
     rest of the run, each message once, while a customer signing up now is sent to by local
     activities; both histories replay on the current code."""
-    from temporalio.worker import Replayer
-
     from tests.legacy_journey import JourneyBeforeLocalSends
-    from workflows.journey import JourneyWorkflow, workflow_runner
 
     settings = world.settings
     publish_journeys(settings, [JOURNEYS])
@@ -202,11 +199,7 @@ async def test_a_customer_whose_sends_were_activity_tasks_keeps_them_for_the_run
         for customer, history in histories.items()
     }
     assert activity_tasks == {"c-before": 3, "c-now": 0}
-    replayer = Replayer(
-        workflows=[JourneyWorkflow], workflow_runner=workflow_runner(), data_converter=world.env.client.data_converter
-    )
-    for history in histories.values():
-        await replayer.replay_workflow(history)
+    await _replay_on_the_current_code(world, histories.values())
 
 
 async def test_a_stage_entry_rides_with_its_send_for_new_runs_and_as_before_for_older_ones(
@@ -218,11 +211,9 @@ async def test_a_stage_entry_rides_with_its_send_for_new_runs_and_as_before_for_
     claim): one write transaction fewer, every entry and message once, both histories replay."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
-    from temporalio.worker import Replayer
 
     from storage.models import StageEntry
     from tests.legacy_journey import JourneyBeforeEveryEntryWithItsSend
-    from workflows.journey import JourneyWorkflow, workflow_runner
 
     settings = world.settings
     publish_journeys(settings, [JOURNEYS])
@@ -287,6 +278,14 @@ async def test_a_stage_entry_rides_with_its_send_for_new_runs_and_as_before_for_
         for customer in ("c-before", "c-now")
         for template, channel in (("thank_you", "email"), ("thank_you", "sms"), ("welcome", "email"))
     ]
+    await _replay_on_the_current_code(world, histories)
+
+
+async def _replay_on_the_current_code(world: World, histories: Any) -> None:
+    from temporalio.worker import Replayer
+
+    from workflows.journey import JourneyWorkflow, workflow_runner
+
     replayer = Replayer(
         workflows=[JourneyWorkflow], workflow_runner=workflow_runner(), data_converter=world.env.client.data_converter
     )
