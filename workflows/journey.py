@@ -104,13 +104,13 @@ FIRST_PATCH_GENERATION = frozenset(
         VERSION_SEARCH_ATTRIBUTE,
     }
 )
+SECOND_PATCH_GENERATION = FIRST_PATCH_GENERATION | {SENDS_AS_LOCAL_ACTIVITIES}
 PATCH_GENERATIONS = (
     ("journey-every-patch-from-the-start", FIRST_PATCH_GENERATION),
-    ("journey-every-patch-from-the-start@2", FIRST_PATCH_GENERATION | {SENDS_AS_LOCAL_ACTIVITIES}),
+    ("journey-every-patch-from-the-start@2", SECOND_PATCH_GENERATION),
     (
         "journey-every-patch-from-the-start@3",
-        FIRST_PATCH_GENERATION
-        | {SENDS_AS_LOCAL_ACTIVITIES, RECORD_EVERY_ENTRY_WITH_ITS_SEND, DEFINITION_DEFLATED},
+        SECOND_PATCH_GENERATION | {RECORD_EVERY_ENTRY_WITH_ITS_SEND, DEFINITION_DEFLATED},
     ),
 )
 """Patches: a run whose history holds one of these markers began on code that takes every
