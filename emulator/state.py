@@ -29,6 +29,8 @@ class ProviderState:
         self._attempts: dict[str, int] = dict.fromkeys(CHANNELS, 0)
         self._faults: dict[str, list[Fault]] = {channel: [] for channel in CHANNELS}
         self._held: dict[str, threading.Event] = {}
+        self._waiting: dict[int, tuple[Channel, float]] = {}
+        """Requests now held, by id(message): their channel and when they came (monotonic)."""
         self._stopping = False
         self._webhooks: Webhooks | None = None
         self._reports_pending = 0
@@ -67,6 +69,14 @@ class ProviderState:
         """Accept and record the channel's requests at once, but answer none until release()."""
         with self._lock:
             self._held.setdefault(checked_channel(channel), threading.Event())
+
+    def held_ages(self, channel: str) -> list[float]:
+        """Seconds since each of the channel's held requests came, oldest first. A client may
+        have given up on a held request (its timeout) while the emulator still holds it."""
+        wanted = checked_channel(channel)
+        now = time.monotonic()
+        with self._lock:
+            return sorted((now - came for held, came in self._waiting.values() if held == wanted), reverse=True)
 
     def release(self) -> None:
         """Answer every held request and stop holding."""
@@ -136,10 +146,13 @@ class ProviderState:
                     outbox.write(json.dumps(message.as_json(), ensure_ascii=False) + "\n")
             # Once stopping, nothing would ever release a new hold.
             gate = None if self._stopping else self._held.get(message.channel)
+            if gate is not None:
+                self._waiting[id(message)] = (message.channel, time.monotonic())
         self._report_delivery(message)
         if gate is not None:
             gate.wait()
         with self._lock:
+            self._waiting.pop(id(message), None)
             return not self._stopping
 
     def _report_delivery(self, message: RecordedMessage) -> None:

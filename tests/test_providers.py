@@ -266,9 +266,11 @@ def test_a_held_answer_comes_on_release_and_blocks_no_other_channel(
         send_sms("+48601234567", "hej", settings)
         assert time.monotonic() - started < 1
         assert not email.done(), "accepted and recorded, but not answered yet"
+        assert len(emulator.held_ages("email")) == 1 and emulator.held_ages("sms") == []
 
         emulator.release()
         assert email.result(timeout=5) == emulator.messages("email")[0].provider_id
+        assert emulator.held_ages("email") == []
 
 
 def test_stopping_while_holding_drops_the_answer(emulator: ProviderEmulator) -> None:
