@@ -85,8 +85,10 @@ def _explained(label: str, cyklo: dict[str, Any], baseline: dict[str, Any]) -> l
             None,
         ),
         (
-            f"  {label}: cyklo database per customer (commits / rollbacks)",
-            f"{database['commits']:g} / {database['rollbacks']:g}",
+            f"  {label}: cyklo database per customer (commits / rollbacks / write lock held ms / waited ms;"
+            " the lock busy)",
+            f"{database['commits']:g} / {database['rollbacks']:g} / {database['write_lock_held_ms']:g}"
+            f" / {database['write_lock_wait_ms']:g}; {cyklo['write_lock_busy']:.0%}",
             "",
             "",
             "",

@@ -22,7 +22,7 @@ from temporalio.client import WorkflowHandle
 
 from bench import measures
 from bench.baseline import SignalBaselineWorkflow
-from bench.counting import transactions
+from bench.counting import TRANSACTION_COUNTS, transactions
 from bench.load import ShopClient, emails_arrived
 from bench.stack import Stack
 from workflows.interface import JourneyEvent, workflow_id
@@ -35,7 +35,7 @@ class Reading:
     cpu: dict[str, tuple[float, float]]
     server_bytes_written: int
     history_appends: int
-    transactions: dict[str, int]
+    transactions: dict[str, float]
 
 
 def read(stack: Stack) -> Reading:
@@ -122,8 +122,13 @@ def explain(
         },
         "cyklo_db_per_customer": {
             kind: round((after.transactions[kind] - before.transactions[kind]) * per, 2)
-            for kind in ("commits", "rollbacks")
+            for kind in TRANSACTION_COUNTS
         },
+        # SQLite's one write lock, every process's share added: near 1, the writers queued.
+        "write_lock_busy": round(
+            (after.transactions["write_lock_held_ms"] - before.transactions["write_lock_held_ms"]) / 1000 / seconds,
+            2,
+        ),
         "workflows_counted": written["workflows"],
     }
 

@@ -84,10 +84,11 @@ def test_small_run_of_every_benchmark_reports_what_was_delivered(tmp_path: Path)
 
 
 def assert_round_made_of_deliveries(
-    pair: dict[str, Any], customers: int, workers: tuple[str, ...] = ("worker",)
+    pair: dict[str, Any], customers: int, workers: tuple[str, ...] = ("worker",), on_sqlite: bool = True
 ) -> None:
     """A throughput round counts what happened: every welcome at the emulator, every workflow
-    in Temporal's database, the ledger's transactions in cyklo's, CPU in every worker."""
+    in Temporal's database, the ledger's transactions in cyklo's (and on SQLite the time they
+    held its write lock), CPU in every worker."""
     baseline, cyklo = pair["baseline"], pair["cyklo"]
     assert baseline["workflows"] == baseline["explained"]["workflows_counted"] == customers
     assert (
@@ -105,6 +106,13 @@ def assert_round_made_of_deliveries(
     # in one commit, `sent` in another.
     assert cyklo["explained"]["cyklo_db_per_customer"]["commits"] >= 3
     assert baseline["explained"]["cyklo_db_per_customer"]["commits"] == 0
+    # Those commits held SQLite's write lock for a while (PostgreSQL has none), the baseline's
+    # none at all (it has no database).
+    held = cyklo["explained"]["cyklo_db_per_customer"]["write_lock_held_ms"]
+    assert held > 0 if on_sqlite else held == 0
+    if on_sqlite:
+        assert 0 < cyklo["explained"]["write_lock_busy"] <= 1.05, "one lock: its holders' times cannot overlap"
+    assert baseline["explained"]["cyklo_db_per_customer"]["write_lock_held_ms"] == 0
     for worker in workers:
         spent = cyklo["explained"]["cpu_ms_per_customer"][worker]
         assert spent["user"] + spent["system"] > 0, worker
@@ -127,7 +135,7 @@ def test_scale_out_and_a_base_count_their_deliveries(tmp_path: Path, postgres_ur
     results = json.loads(output.read_text())
     scale_out = results["scale_out"]
     assert (scale_out["workers"], scale_out["apis"], scale_out["database"]) == (2, 2, "postgresql")
-    assert_round_made_of_deliveries(scale_out["rounds"][0], 12, workers=("worker", "worker 2"))
+    assert_round_made_of_deliveries(scale_out["rounds"][0], 12, workers=("worker", "worker 2"), on_sqlite=False)
     assert {"api", "api 2"} <= set(scale_out["rounds"][0]["cyklo"]["explained"]["cpu_ms_per_customer"])
 
     base = results["base"]
