@@ -271,7 +271,15 @@ async def test_a_signup_is_one_trace_from_the_api_request_to_the_send_and_still_
                 ).status_code == 200
                 event = {"event_id": "e-1", "customer_id": "c-ola", "type": "signed_up"}
                 assert (await http.post("/v1/events", json=event, headers=AS_SHOP)).status_code == 202
-                await eventually(lambda: asyncio.sleep(0, len(emulator.messages("email")) == 1))
+                try:
+                    await eventually(lambda: asyncio.sleep(0, len(emulator.messages("email")) == 1), seconds=60)
+                except AssertionError:
+                    # Failed once in CI on a slow box, not since: say where the journey stood.
+                    events = (await client.get_workflow_handle("journey:lifecycle:c-ola").fetch_history()).events
+                    raise AssertionError(
+                        f"no welcome at the emulator ({len(emulator.messages('email'))} emails);"
+                        f" the journey's history: {[event.event_type for event in events]}"
+                    ) from None
 
                 async def send_traced() -> bool:
                     return any(span.name == "RunActivity:send_message" for span in spans.get_finished_spans())
