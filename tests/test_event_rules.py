@@ -78,8 +78,9 @@ async def task_failures(handle: WorkflowHandle[Any, Any]) -> int:
     return sum(event.event_type == HistoryEventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for event in history.events)
 
 
-async def eventually(check: Callable[[], Any], seconds: float = 30) -> None:
-    """Real time, not skipped time: a worker's task retries run on the wall clock."""
+async def eventually(check: Callable[[], Any], seconds: float = 60) -> None:
+    """Real time, not skipped time: a worker's task retries run on the wall clock. The default
+    leaves room for a CI box twice as slow as a quiet one; a check that holds returns at once."""
     deadline = asyncio.get_running_loop().time() + seconds
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
@@ -321,7 +322,9 @@ async def test_a_journey_wedged_by_a_bad_purchase_before_the_fix_recovers_on_the
                 view = await handle.query(JourneyWorkflow.view)
                 return any(record.event_id == "e-good" for record in view.recent_events)
 
-            await eventually(recovered, seconds=60)
+            # 20 s here on a quiet box (the wedged task's retries, then the sticky queue's timeout);
+            # CI on a box twice as slow once ran out of 60.
+            await eventually(recovered, seconds=120)
             view = await handle.query(JourneyWorkflow.view)
 
     effects = {record.event_id: record.effect for record in view.recent_events}

@@ -9,7 +9,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from process.tracing import client_interceptors, use_tracer_provider
 from settings import Settings, as_environment
 from stack.local import free_port
 from tests.conftest import JOURNEYS, REPO, emulator_settings, start_dev_server
+from tests.test_event_rules import eventually
 from worker import build_worker
 from workflows.journey import JourneyWorkflow, workflow_runner
 
@@ -67,14 +68,6 @@ def value(found: Samples, name: str, **labels: str) -> float:
 def registry_value(name: str, **labels: str) -> float:
     """The same number in this process's registry, read before the requests that move it."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
-    for _ in range(int(seconds * 10)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("not reached in time")
 
 
 @pytest.fixture
@@ -272,7 +265,7 @@ async def test_a_signup_is_one_trace_from_the_api_request_to_the_send_and_still_
                 event = {"event_id": "e-1", "customer_id": "c-ola", "type": "signed_up"}
                 assert (await http.post("/v1/events", json=event, headers=AS_SHOP)).status_code == 202
                 try:
-                    await eventually(lambda: asyncio.sleep(0, len(emulator.messages("email")) == 1), seconds=60)
+                    await eventually(lambda: asyncio.sleep(0, len(emulator.messages("email")) == 1))
                 except AssertionError:
                     # Failed once in CI on a slow box, not since: say where the journey stood.
                     events = (await client.get_workflow_handle("journey:lifecycle:c-ola").fetch_history()).events
