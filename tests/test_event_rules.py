@@ -322,9 +322,7 @@ async def test_a_journey_wedged_by_a_bad_purchase_before_the_fix_recovers_on_the
                 view = await handle.query(JourneyWorkflow.view)
                 return any(record.event_id == "e-good" for record in view.recent_events)
 
-            # 20 s here on a quiet box (the wedged task's retries, then the sticky queue's timeout);
-            # CI on a box twice as slow once ran out of 60.
-            await eventually(recovered, seconds=120)
+            await eventually(recovered, seconds=60)
             view = await handle.query(JourneyWorkflow.view)
 
     effects = {record.event_id: record.effect for record in view.recent_events}
