@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -297,6 +298,7 @@ async def test_a_journey_wedged_by_a_bad_purchase_before_the_fix_recovers_on_the
     settings = world.settings.model_copy(update={"task_queue": "upgrade", "journeys_dir": JOURNEYS})
     router = world.router(settings)
     handle = journey(world, "c-wedged")
+    await until_daytime_in_warsaw(world)
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with legacy_worker(world, settings, executor):
             await router.route(IncomingEvent.model_validate(signed_up("e-0", customer="c-wedged")))
@@ -357,6 +359,19 @@ async def test_a_history_where_an_older_worker_counted_a_missing_amount_as_zero_
     assert view.stage == "new", "the old worker took it as a purchase of 0"
     replayed = await _replayer(world).replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, "the new check is guarded by workflow.patched"
+
+
+async def until_daytime_in_warsaw(world: World) -> None:
+    """The test server's clock starts at the real time: skip it to the journey's default zone's
+    daytime, so the welcome goes at the sign-up whenever the test runs. (At night it waited for
+    quiet hours, and on a slow box the run's first send then made a history that does not replay:
+    a known, unfixed bug, told in the 2026-12-07 closing note, to be fixed with a test of its own.)"""
+    warsaw = (await world.env.get_current_time()).astimezone(ZoneInfo("Europe/Warsaw"))
+    if not 10 <= warsaw.hour < 18:
+        morning = warsaw.replace(hour=10, minute=0, second=0, microsecond=0)
+        if morning <= warsaw:
+            morning += timedelta(days=1)
+        await world.env.sleep(morning - warsaw)
 
 
 def legacy_worker(world: World, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
