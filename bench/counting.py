@@ -85,7 +85,6 @@ def _time_the_write_lock(add: Callable[[str, float], None]) -> None:
     WriterGatedConnection.leave_writers = timed_leave  # type: ignore[method-assign,assignment]
 
 
-
 def transactions(folder: Path) -> dict[str, float]:
     """Totals over every counted process that ever ran (a restarted worker's file stays)."""
     total = dict.fromkeys(TRANSACTION_COUNTS, 0.0)
